@@ -1,0 +1,26 @@
+"""zssr-tf: zero-shot super-resolution in TensorFlow 2 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="zssr-tf",
+    version="0.1.0",
+    description="Zero-shot super-resolution (ZSSR) in TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["zssr_tf", "zssr_tf.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "scikit-image",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "notebooks": ["matplotlib", "nbclient", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["zssr=zssr_tf.cli:run"]},
+)

@@ -1,0 +1,119 @@
+"""Image files in and out: the one place that reads and writes pixels.
+
+Every image inside the library is float32, H x W x C, in [0, 1], whatever the file held (8 or 16 bits; the original
+read PNG as 0..1 but JPEG as 0..255). Outputs are rounded (the original truncated) and written atomically: encoded
+in memory, written to a temporary name beside the target, then renamed, so an interrupted run never leaves a
+truncated image behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import NamedTuple, Sequence
+
+import cv2
+import numpy as np
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable or of an unsupported kind (the message is one line)."""
+
+
+class ImageFile(NamedTuple):
+    pixels: np.ndarray  # float32, H x W x C in [0, 1]
+    bit_depth: int  # 8 or 16
+
+
+def read_image(path: str | os.PathLike) -> ImageFile:
+    """Reads an image file.
+
+    Args:
+      path: a PNG, JPEG, TIFF, BMP or WebP file, 8 or 16 bits, grayscale, RGB or RGBA.
+
+    Returns:
+      ImageFile(pixels float32 H x W x C in [0, 1] with C in {1, 3, 4} in RGB(A) order, bit_depth 8 or 16).
+
+    Raises:
+      ImageError: missing, empty, undecodable or unsupported file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: no such image file")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{path}: the file is empty")
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageError(f"{path}: not a readable image (corrupt, truncated or not an image)")
+    if pixels.dtype == np.uint8:
+        bit_depth, scale = 8, 255.0
+    elif pixels.dtype == np.uint16:
+        bit_depth, scale = 16, 65535.0
+    else:
+        raise ImageError(f"{path}: {pixels.dtype} pixels are not supported (8- or 16-bit images only)")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    elif pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    elif pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+    else:
+        raise ImageError(f"{path}: {pixels.shape[2]}-channel images are not supported")
+    return ImageFile(pixels.astype(np.float32) / np.float32(scale), bit_depth)
+
+
+def to_uint(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """[0, 1] floats to rounded uint8/uint16 (the original truncated, a -0.5 DN bias)."""
+    peak = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.round(np.clip(image, 0.0, 1.0) * peak).astype(dtype)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> None:
+    """Writes a float [0, 1] image (H x W, or H x W x C with C in {1, 3, 4}) atomically.
+
+    Raises:
+      ImageError: the image cannot be encoded in that format or the file cannot be written.
+    """
+    path = os.fspath(path)
+    pixels = to_uint(np.asarray(image), bit_depth)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    elif pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    extension = os.path.splitext(path)[1].lower() or ".png"
+    ok, encoded = cv2.imencode(extension, pixels)
+    if not ok:
+        raise ImageError(f"{path}: cannot encode a {pixels.dtype} image as {extension}")
+    write_bytes_atomically(path, encoded.tobytes())
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".tmp_", dir=directory)
+    except OSError as e:
+        raise ImageError(f"cannot write to {directory}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(temporary, path)
+    except OSError as e:
+        os.unlink(temporary)
+        raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def output_name(input_name: str, scale_factor: Sequence[float]) -> str:
+    """The original's output name: `<input stem>_zssr_X2.00X2.00.png`."""
+    stem = os.path.splitext(os.path.basename(input_name))[0]
+    return f"{stem}_zssr_{''.join('X%.2f' % s for s in scale_factor)}.png"

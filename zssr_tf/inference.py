@@ -1,0 +1,95 @@
+"""Test-time post-processing: back-projection and the geometric self-ensemble with median.
+
+Pure numpy functions; the trained network comes in as a `forward_pass` callable, so the same code serves every
+method and any stand-in network in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from zssr_tf.imresize import imresize
+
+Kernel = str | np.ndarray
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The k-th (0..7) of the 8 rotations/mirrors: rot90 by k for k < 4, then mirrored for k >= 4."""
+    rotated = np.rot90(image, k % 4)
+    return np.fliplr(rotated) if k >= 4 else rotated
+
+
+def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """Inverse of `dihedral(., k)`."""
+    if k >= 4:
+        image = np.fliplr(image)
+    return np.rot90(image, -(k % 4))
+
+
+def back_projection(
+    y_sr: np.ndarray,
+    y_lr: np.ndarray,
+    down_kernel: Kernel,
+    up_kernel: Kernel,
+    scale_factor: Sequence[float],
+) -> np.ndarray:
+    """One back-projection step: makes the SR image consistent with the LR image under the downscaling.
+
+    y_sr + up(y_lr - down(y_sr)), clipped to [0, 1]. Both resizes get the scale (geometry) and the target shape
+    (pixel count), so odd sizes map exactly.
+
+    Args:
+      y_sr: H x W x C super-resolved image in [0, 1].
+      y_lr: h x w x C low-resolution image in [0, 1].
+      down_kernel: kernel name or numeric kernel that made y_lr from the HR image.
+      up_kernel: kernel name for upscaling the LR residual.
+      scale_factor: (vertical, horizontal) SR scale factor.
+
+    Returns:
+      A new H x W x C float64 array in [0, 1] (the inputs are not modified).
+    """
+    sf = np.asarray(scale_factor, dtype=np.float64)
+    down = imresize(y_sr, scale_factor=1.0 / sf, output_shape=y_lr.shape[:2], kernel=down_kernel)
+    correction = imresize(y_lr - down, scale_factor=sf, output_shape=y_sr.shape[:2], kernel=up_kernel)
+    return np.clip(y_sr + correction, 0.0, 1.0)
+
+
+def final_test(
+    forward_pass: Callable[[np.ndarray], np.ndarray],
+    lr_image: np.ndarray,
+    scale_factor: Sequence[float],
+    down_kernel: Kernel = "cubic",
+    up_kernel: Kernel = "cubic",
+    back_projection_iters: int = 10,
+    output_flip: bool = True,
+) -> np.ndarray:
+    """Geometric self-ensemble with median and back-projection (ZSSR's final test).
+
+    Each of the 8 rotations/mirrors of the input (4 for anisotropic scale factors, whose axes must not swap; 1
+    without `output_flip`) is super-resolved, transformed back and back-projected `back_projection_iters` times;
+    the pixel-wise median of the outputs is back-projected again.
+
+    Args:
+      forward_pass: maps an h x w x C LR image to its H x W x C SR image (the network on the interpolated input,
+        clipped to [0, 1]).
+      lr_image: h x w x C input in [0, 1].
+      scale_factor: (vertical, horizontal) scale factor.
+      down_kernel, up_kernel: back-projection kernels (the stage's downscaling kernel, `upscale_method`).
+      back_projection_iters: iterations per output and again after the median.
+      output_flip: use the self-ensemble.
+
+    Returns:
+      float32 H x W x C SR image in [0, 1].
+    """
+    step = 1 if scale_factor[0] == scale_factor[1] else 2
+    transforms = range(0, 8, step) if output_flip else [0]
+
+    def project(y: np.ndarray) -> np.ndarray:
+        for _ in range(back_projection_iters):
+            y = back_projection(y, lr_image, down_kernel, up_kernel, scale_factor)
+        return y
+
+    outputs = [project(undo_dihedral(forward_pass(dihedral(lr_image, k)), k)) for k in transforms]
+    return project(np.median(outputs, axis=0)).astype(np.float32)

@@ -1,0 +1,170 @@
+"""Downscaling kernels: loading (.mat/.npy), validation and ZSSR's sub-pixel `kernel_shift`.
+
+This module owns everything between a kernel file on disk (or an array handed in by the caller) and the numeric
+kernel that `imresize` correlates with when it makes an LR son. It does not resize anything itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import scipy.ndimage
+
+KernelSource = str | os.PathLike | np.ndarray
+ScaleFactor = float | Sequence[float]
+
+# The original's variable name first, then the lowercase one that MZSR/KernelGAN write.
+_MAT_VARIABLES = ("Kernel", "kernel")
+
+
+class KernelError(ValueError):
+    """A kernel file or array that cannot be used; the message is one line naming its source."""
+
+
+def _one_line(error: BaseException) -> str:
+    # Library errors (scipy's in particular) can span lines; our messages must stay one line for logs.
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def validate_kernel(kernel: np.ndarray, source: str = "kernel") -> np.ndarray:
+    """Checks that `kernel` is usable as a downscaling kernel.
+
+    Args:
+      kernel: array-like of shape (kh, kw), real numbers, all finite, with a positive sum. Negative taps are allowed
+        (kernels estimated from real images, e.g. the original's `charlie_0.mat`, have small negative entries).
+      source: where the kernel came from, used as the prefix of error messages.
+
+    Returns:
+      A float64 copy of shape (kh, kw); the input is not modified.
+
+    Raises:
+      KernelError: if the kernel is not 2-D, empty, not real-numeric, has NaN/inf, or does not sum to > 0.
+    """
+    k = np.asarray(kernel)
+    if k.dtype == object or not np.issubdtype(k.dtype, np.number) or np.issubdtype(k.dtype, np.complexfloating):
+        raise KernelError(f"{source}: expected a real numeric array, got dtype {k.dtype}")
+    if k.ndim != 2:
+        raise KernelError(f"{source}: expected a 2-D kernel, got shape {k.shape}")
+    if k.size == 0:
+        raise KernelError(f"{source}: kernel is empty, shape {k.shape}")
+    k = k.astype(np.float64)  # always a copy
+    if not np.all(np.isfinite(k)):
+        raise KernelError(f"{source}: kernel has non-finite (NaN or inf) entries")
+    if not k.sum() > 0:
+        raise KernelError(f"{source}: kernel must have a positive sum, got {k.sum():.6g}")
+    return k
+
+
+def load_kernel(path: str | os.PathLike) -> np.ndarray:
+    """Loads and validates one kernel file.
+
+    Args:
+      path: a `.mat` file holding a variable `Kernel` (the original's name) or `kernel`, or a `.npy` file.
+
+    Returns:
+      The kernel, float64 of shape (kh, kw), see `validate_kernel`.
+
+    Raises:
+      KernelError: if the file is missing, unreadable or corrupt, has an unknown extension, lacks the variable, or
+        holds an invalid kernel.
+    """
+    path = Path(path)
+    source = f"kernel file {path}"
+    suffix = path.suffix.lower()
+    if suffix not in (".mat", ".npy"):
+        raise KernelError(f"{source}: unknown extension {suffix or '(none)'!r}, expected .mat or .npy")
+    if not path.is_file():
+        raise KernelError(f"{source}: no such file")
+    try:
+        if suffix == ".npy":
+            kernel = np.load(path, allow_pickle=False)
+        else:
+            variables = scipy.io.loadmat(path)
+            name = next((n for n in _MAT_VARIABLES if n in variables), None)
+            if name is None:
+                raise KernelError(f"{source}: no variable 'Kernel' or 'kernel'")
+            kernel = variables[name]
+    except KernelError:
+        raise
+    except Exception as error:  # scipy/numpy raise many types (ValueError, OSError, NotImplementedError for v7.3)
+        raise KernelError(f"{source}: cannot read ({type(error).__name__}: {_one_line(error)})") from error
+    return validate_kernel(kernel, source)
+
+
+def _scale_pair(scale_factor: ScaleFactor) -> np.ndarray:
+    sf = np.asarray(scale_factor, dtype=np.float64).reshape(-1)
+    if sf.size not in (1, 2):
+        raise ValueError(f"scale factor must be a scalar or a (vertical, horizontal) pair, got {scale_factor!r}")
+    return np.broadcast_to(sf, (2,)).copy()
+
+
+def kernel_shift(kernel: np.ndarray, scale_factor: ScaleFactor) -> np.ndarray:
+    """Moves the kernel's centre of mass to where correlate-then-subsample needs it (the original's `kernel_shift`).
+
+    The son is made by correlating the HR father with the kernel and keeping pixels 0, sf, 2sf, ... So LR pixel 0
+    must stand for the first sf x sf block of HR pixels, centred at (sf - 1) / 2, not for HR pixel 0 alone: for an
+    even scale factor the kernel's centre has to sit between pixels, otherwise the LR son is shifted by half a pixel
+    against the HR father and the network learns that shift. The target follows the authors' Python-2 formula
+    `wanted = shape // 2 + 0.5 * (sf - shape % 2)` (integer floor division: a naive Python-3 `/` would add another
+    half pixel for odd kernels; for even-sized kernels the formula lands half a pixel past scipy's filter centre,
+    kept as the authors ran it).
+
+    Args:
+      kernel: array-like of shape (kh, kw), validated with `validate_kernel`.
+      scale_factor: the stage's scale factor, a scalar or a (vertical, horizontal) pair, > 0.
+
+    Returns:
+      float64 array of shape (kh + 2p, kw + 2p), p = ceil(max|shift|) + 1, whose centre of mass is at `p + wanted`.
+      Not renormalised: the spline shift keeps the sum only approximately.
+
+    Raises:
+      KernelError: if the kernel is invalid.
+      ValueError: if the scale factor is neither a scalar nor a pair.
+    """
+    k = validate_kernel(kernel)
+    shape = np.array(k.shape)
+    wanted = shape // 2 + 0.5 * (_scale_pair(scale_factor) - shape % 2)
+    shift = wanted - np.array(scipy.ndimage.center_of_mass(k))
+    # Zero margin first so the spline shift cannot push mass off the array; the padding moves the centre of mass by
+    # `pad` as well, so shifting the padded kernel by `wanted - com` lands it at `pad + wanted`.
+    pad = int(math.ceil(np.max(np.abs(shift)))) + 1
+    return scipy.ndimage.shift(np.pad(k, pad), shift, order=3, mode="constant", cval=0.0)
+
+
+def preprocess_kernels(
+    kernels: Sequence[KernelSource] | KernelSource | None,
+    scale_factors: Sequence[ScaleFactor],
+    downscale_method: str = "cubic",
+) -> list[np.ndarray | str]:
+    """Turns the user's kernels into what each stage's downscaling uses (the original's `preprocess_kernels`).
+
+    Args:
+      kernels: None (no kernels: every stage uses `downscale_method`), or one kernel per scale factor, each a path
+        (.mat/.npy, see `load_kernel`) or a 2-D array. A single path or 2-D array counts as a one-element list.
+      scale_factors: the stages' scale factors, each a scalar or a (vertical, horizontal) pair.
+      downscale_method: the `imresize` kernel name used when `kernels` is None.
+
+    Returns:
+      A list with one entry per scale factor: `downscale_method` repeated, or the shifted float64 kernels
+      (see `kernel_shift`).
+
+    Raises:
+      KernelError: if the number of kernels differs from the number of scale factors, or a kernel is invalid.
+    """
+    if kernels is None:
+        return [downscale_method] * len(scale_factors)
+    if isinstance(kernels, (str, os.PathLike)) or (isinstance(kernels, np.ndarray) and kernels.ndim == 2):
+        kernels = [kernels]
+    kernels = list(kernels)
+    if len(kernels) != len(scale_factors):
+        raise KernelError(f"got {len(kernels)} kernels for {len(scale_factors)} scale factors")
+    loaded = [
+        load_kernel(k) if isinstance(k, (str, os.PathLike)) else validate_kernel(k, f"kernels[{i}]")
+        for i, k in enumerate(kernels)
+    ]
+    return [kernel_shift(k, sf) for k, sf in zip(loaded, scale_factors)]

@@ -1,0 +1,260 @@
+"""The ZSSR trainer: an image-specific network trained on the input's own father/son pairs.
+
+`ZSSR(input_img, conf, ground_truth, kernels).run()` keeps the original's call shape and method names (`train`,
+`quick_test`, `learning_rate_policy`, `father_to_son`, `forward_pass`, `final_test`) so porters recognise it. Inside,
+the step is a small `tf.function` over a `tf.data` pipeline; the Python loop owns the quick tests, the learning-rate
+policy and logging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from zssr_tf import data, inference
+from zssr_tf.config import Config
+from zssr_tf.image_io import read_image
+from zssr_tf.imresize import imresize
+from zssr_tf.kernels import preprocess_kernels
+from zssr_tf.losses import l1_loss
+from zssr_tf.models import build_zssr_generator
+
+MIN_INPUT_SIZE = 4
+
+
+def learning_rate_should_drop(steps: Sequence[int], errors: Sequence[float], change_ratio: float) -> bool:
+    """ZSSR's learning-rate test: drop when the reconstruction error no longer falls significantly.
+
+    Fits a line to (step, error) and compares -change_ratio * slope with the standard error of the slope, from
+    numpy's `polyfit(..., cov=True)` (numpy >= 1.16 scaling, residuals / (N - 2), as the measured reference run).
+
+    Args:
+      steps: iterations of the last quick tests (at least 3).
+      errors: their reconstruction errors.
+      change_ratio: the original's `learning_rate_change_ratio` (1.5).
+
+    Returns:
+      True when the learning rate should be divided by 10.
+    """
+    (slope, _), cov = np.polyfit(np.asarray(steps, np.float64), np.asarray(errors, np.float64), 1, cov=True)
+    return bool(-change_ratio * slope < np.sqrt(cov[0, 0]))
+
+
+def as_image(image: Any, what: str = "input") -> np.ndarray:
+    """A path, uint8/uint16 array or float [0, 1] array as float32 H x W x C."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image).pixels
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    elif array.dtype == np.uint16:
+        array = array / 65535.0
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what}: {array.dtype} images are not supported (uint8, uint16 or float in [0, 1])")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"{what}: expected an H x W or H x W x C image, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: the image has NaN or infinite values")
+    return np.clip(array, 0.0, 1.0).astype(np.float32)
+
+
+@dataclasses.dataclass
+class StageHistory:
+    """What happened while training one scale factor (for logs, plots and summaries)."""
+
+    scale_factor: tuple[float, float]
+    iterations: int = 0
+    learning_rate_change_iters: list[int] = dataclasses.field(default_factory=list)
+    loss_steps: list[int] = dataclasses.field(default_factory=list)
+    losses: list[float] = dataclasses.field(default_factory=list)
+    test_steps: list[int] = dataclasses.field(default_factory=list)
+    reconstruction_mse: list[float] = dataclasses.field(default_factory=list)
+    true_mse: list[float] = dataclasses.field(default_factory=list)
+    train_seconds: float = 0.0
+    final_test_seconds: float = 0.0
+
+
+class ZSSR:
+    """Zero-shot super-resolution of one image (Shocher, Cohen, Irani, CVPR 2018).
+
+    Args:
+      input_img: the LR image: a path or an H x W (x C) array (uint8, uint16 or float in [0, 1]).
+      conf: a `Config` (defaults: x2 one jump, bicubic).
+      ground_truth: optional HR image (path or array) for monitoring the true error; never used for training.
+      kernels: optional downscaling kernels, one per scale factor (paths to .mat/.npy or 2-D arrays).
+    """
+
+    def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
+                 kernels: Sequence[Any] | None = None):
+        self.conf = conf or Config()
+        self.input = as_image(input_img, "input")
+        self.squeeze_output = not isinstance(input_img, (str, os.PathLike)) and np.ndim(input_img) == 2
+        if min(self.input.shape[:2]) < MIN_INPUT_SIZE:
+            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too small "
+                             f"(at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels)")
+        self.gt = None if ground_truth is None else as_image(ground_truth, "ground truth")
+        if self.gt is not None and self.gt.shape[2] != self.input.shape[2]:
+            raise ValueError(f"ground truth has {self.gt.shape[2]} channels, the input {self.input.shape[2]}")
+        self.kernels = preprocess_kernels(kernels, self.conf.scale_factors, self.conf.downscale_method)
+        self.channels = self.input.shape[2]
+        # Fathers are crops of one fixed size (one trace of the step); smaller inputs shrink the crop.
+        self.crop_size = min(self.conf.crop_size, *self.input.shape[:2])
+        self.hr_fathers_sources = [self.input]
+        self.outputs: list[np.ndarray] = []
+        self.history: list[StageHistory] = []
+        self._test_rng = np.random.default_rng([self.conf.seed, 1])
+        self.sf = np.array(self.conf.scale_factors[0])
+        self.kernel = self.kernels[0]
+        self.build_network(0)
+
+    # Network and steps.
+    def build_network(self, stage: int) -> None:
+        """New weights and a new Adam (the original's `init_sess(init_weights=True)`)."""
+        c = self.conf
+        self.model = build_zssr_generator(
+            channels=self.channels, depth=c.depth, width=c.width, init_variance=c.init_variance,
+            learn_residual=c.learn_residual, seed=c.seed * 1000 + stage * 100)
+        # TF1's Adam epsilon (Keras's default is 1e-7). The learning rate lives in the optimizer's variable, so
+        # changing it keeps Adam's moments, also across gradual stages.
+        self.optimizer = keras.optimizers.Adam(learning_rate=c.learning_rate, beta_1=0.9, beta_2=0.999,
+                                               epsilon=1e-8)
+        self.optimizer.build(self.model.trainable_variables)
+        model, optimizer = self.model, self.optimizer
+
+        @tf.function
+        def train_step(lr_son: tf.Tensor, hr_father: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                loss = l1_loss(model(lr_son, training=True), hr_father)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
+
+        @tf.function(input_signature=[tf.TensorSpec((1, None, None, self.channels), tf.float32)])
+        def predict(interpolated: tf.Tensor) -> tf.Tensor:
+            return tf.clip_by_value(tf.cast(model(interpolated, training=False), tf.float32), 0.0, 1.0)
+
+        self._train_step, self._predict = train_step, predict
+
+    @property
+    def _sf_text(self) -> str:
+        return "x".join(f"{s:g}" for s in self.sf)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.learning_rate.numpy())
+
+    # The original's methods.
+    def run(self) -> np.ndarray:
+        """Runs every scale factor; returns the last stage's SR image (float32 in [0, 1])."""
+        c = self.conf
+        for stage, (sf, kernel) in enumerate(zip(c.scale_factors, self.kernels)):
+            self.stage, self.sf, self.kernel = stage, np.array(sf), kernel
+            self.output_shape = tuple(np.ceil(np.array(self.input.shape[:2]) * self.sf - 1e-9).astype(int))
+            if stage > 0 and c.init_net_for_each_sf:
+                self.build_network(stage)
+            self.optimizer.learning_rate.assign(c.learning_rate)
+            self.gt_per_sf = self._ground_truth_for_stage()
+            self.history.append(StageHistory(scale_factor=tuple(sf)))
+            start = time.perf_counter()
+            self.train()
+            self.history[-1].train_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            output = self.final_test()
+            self.history[-1].final_test_seconds = time.perf_counter() - start
+            self.hr_fathers_sources.append(output)
+            self.outputs.append(output)
+            logging.info("sf %s done: %d iterations, learning-rate drops at %s, train %.1f s, "
+                         "final test %.1f s", self._sf_text, self.history[-1].iterations,
+                         self.history[-1].learning_rate_change_iters, self.history[-1].train_seconds,
+                         self.history[-1].final_test_seconds)
+        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
+
+    def train(self) -> None:
+        """Trains the network for the current scale factor until the learning-rate policy or max_iters stops it."""
+        c, h = self.conf, self.history[-1]
+        dataset = data.build_example_dataset(
+            self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
+            self.crop_size, seed=(c.seed, 0, self.stage))
+        self.learning_rate_change_iter_nums = [0]
+        for self.iter, (lr_son, hr_father) in enumerate(dataset.take(c.max_iters)):
+            loss = self._train_step(lr_son, hr_father)
+            h.iterations = self.iter + 1
+            if self.iter % c.display_every == 0:
+                h.loss_steps.append(self.iter)
+                h.losses.append(float(loss))
+                logging.info("sf %s iteration %d: loss %.6f, learning rate %.1e", self._sf_text, self.iter,
+                             h.losses[-1], self.learning_rate)
+            if c.run_test and self.iter % c.run_test_every == 0:
+                self.quick_test()
+            self.learning_rate_policy()
+            if self.learning_rate < c.min_learning_rate:
+                break
+
+    def quick_test(self) -> None:
+        """Reconstruction error of the input from its own son (drives the policy); true error when GT is given."""
+        h = self.history[-1]
+        if self.gt_per_sf is not None:
+            sr = self.forward_pass(self.input)
+            h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
+        reconstruction = self.forward_pass(self.father_to_son(self.input, self._test_rng), self.input.shape)
+        h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
+        h.test_steps.append(self.iter)
+        logging.info("sf %s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
+                     h.reconstruction_mse[-1], f", true MSE {h.true_mse[-1]:.5e}" if h.true_mse else "")
+
+    def learning_rate_policy(self) -> None:
+        """Divides the learning rate by 10 when the reconstruction error stops falling (see the config)."""
+        c, h = self.conf, self.history[-1]
+        if not c.run_test or (self.iter + 1) % c.learning_rate_policy_check_every != 0:
+            return
+        if self.iter - self.learning_rate_change_iter_nums[-1] <= c.min_iters:
+            return
+        n = c.slope_points
+        if len(h.test_steps) < 3 or not learning_rate_should_drop(
+                h.test_steps[-n:], h.reconstruction_mse[-n:], c.learning_rate_change_ratio):
+            return
+        self.optimizer.learning_rate.assign(self.learning_rate / 10)
+        self.learning_rate_change_iter_nums.append(self.iter)
+        h.learning_rate_change_iters.append(self.iter)
+        logging.info("sf %s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
+                     self.learning_rate)
+
+    def father_to_son(self, hr_father: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        return data.father_to_son(hr_father, self.sf, self.kernel, self.conf.noise_std,
+                                  rng if rng is not None else self._test_rng)
+
+    def forward_pass(self, lr_image: np.ndarray, output_shape: Sequence[int] | None = None) -> np.ndarray:
+        """The network on the interpolated LR image; float32 in [0, 1] of `output_shape` (default ceil(sf*size))."""
+        if output_shape is None:
+            output_shape = np.ceil(np.array(lr_image.shape[:2]) * self.sf - 1e-9).astype(int)
+        interpolated = data.interpolate(lr_image, self.sf, output_shape, self.conf.upscale_method)
+        return self._predict(interpolated[None]).numpy()[0]
+
+    def final_test(self) -> np.ndarray:
+        return inference.final_test(
+            self.forward_pass, self.input, tuple(self.sf), self.kernel, self.conf.upscale_method,
+            self.conf.back_projection_iters[self.stage], self.conf.output_flip)
+
+    def _ground_truth_for_stage(self) -> np.ndarray | None:
+        """The ground truth at this stage's scale (monitoring only), cropped to the output's size."""
+        if self.gt is None:
+            return None
+        final_sf = np.array(self.conf.final_scale_factor)
+        gt = self.gt
+        if np.any(np.abs(self.sf - final_sf) > 0.01):
+            gt = imresize(gt, self.sf / final_sf, output_shape=self.output_shape,
+                          kernel=self.conf.downscale_gt_method).astype(np.float32)
+        h, w = self.output_shape
+        if gt.shape[0] < h or gt.shape[1] < w:
+            raise ValueError(f"ground truth {gt.shape[0]}x{gt.shape[1]} is smaller than the output {h}x{w}")
+        # Benchmarks' LR images are made from the HR cropped to a multiple of the scale: compare the top-left part.
+        return gt[:h, :w]
