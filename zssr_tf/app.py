@@ -1,85 +1,177 @@
-"""One run from files to files: read the input, run a method, write every output under the output directory.
+"""Runs from files to files: one image or a folder of images in, everything the run produced out.
 
-The command line and notebooks call `run()`; the trainers never touch files. Everything a run writes goes under
-`output_dir`: `config.json` first, then one SR image per stage (named as the original names them) and `log.json`.
+The command line and notebooks call `run()` (one image) or `run_folder()` (the original `run_ZSSR.py`); the trainers
+never touch files. Everything goes under `output_dir`: `config.json` (the effective configuration), one SR image
+per scale stage named as the original names them, `<name>_log.json` (losses, quick tests, learning-rate drops,
+timings) and, for folders, `results.csv`. Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import glob
+import io
 import json
+import math
 import os
 import time
 from typing import Any, Sequence
 
 import numpy as np
+from absl import logging
 
 from zssr_tf import metrics
 from zssr_tf.config import Config
-from zssr_tf.image_io import ImageError, output_name, read_image, write_bytes_atomically, write_image
+from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
+    write_image
 from zssr_tf.imresize import imresize
 from zssr_tf.train import ZSSR
+
+RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
 
 
 @dataclasses.dataclass
 class RunResult:
-    """What a run produced: the output files, the final image and its summary numbers."""
+    """What a run of one image produced: the output files, the final image and its summary numbers."""
 
+    name: str
     outputs: list[str]
-    image: np.ndarray
-    seconds: float
-    iterations: list[int]
-    psnr_y: float | None = None
+    image: np.ndarray | None = None
+    seconds: float = 0.0
+    iterations: list[int] = dataclasses.field(default_factory=list)
+    psnr_y: float | None = None  # vs ground truth, no border shave
+    psnr_y_shaved: float | None = None  # border of ceil(scale factor) pixels shaved, as SR papers report
+    status: str = "done"
+
+
+def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
+    return [os.path.join(output_dir, output_name(input_path, sf)) for sf in conf.scale_factors]
 
 
 def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
-        kernels: Sequence[str] | None = None) -> RunResult:
+        kernels: Sequence[str] | None = None, overwrite: bool = True) -> RunResult:
     """Super-resolves one image file with ZSSR and writes the results.
 
     Args:
       conf: the run's configuration.
-      input_path: the LR image (PNG, JPEG, TIFF, BMP, WebP; 8/16 bits; gray, RGB, RGBA).
-      output_dir: created if needed; receives config.json, `<name>_zssr_X2.00X2.00.png` per stage and log.json.
+      input_path: the LR image (PNG, JPEG, TIFF, BMP, WebP; 8/16 bits; gray, RGB, RGBA, palette).
+      output_dir: created if needed.
       ground_truth: optional HR image for monitoring and the reported PSNR.
       kernels: optional kernel files (.mat/.npy), one per scale factor.
+      overwrite: when False and every output exists already, nothing is done (status "skipped").
 
     Returns:
-      A RunResult. The SR image keeps the input's channels (alpha is upscaled separately) and bit depth.
+      A RunResult. The SR image keeps the input's channels (alpha is interpolated, not learned) and bit depth.
 
     Raises:
-      ImageError, KernelError, ConfigError, ValueError: bad input, with a one-line message.
+      ImageError, KernelError, ConfigError, ValueError: bad input, with a one-line message; nothing is written.
     """
+    name = os.path.splitext(os.path.basename(input_path))[0]
+    outputs = output_paths(conf, input_path, output_dir)
+    if not overwrite and all(os.path.exists(p) for p in outputs):
+        logging.info("%s: outputs exist, skipped (--overwrite to redo)", name)
+        return RunResult(name=name, outputs=outputs, status="skipped")
     start = time.perf_counter()
     image = read_image(input_path)
-    gt = None if ground_truth is None else read_image(ground_truth).pixels
     color, alpha = _split_alpha(image.pixels)
-    if gt is not None:
-        gt = _split_alpha(gt)[0]
+    gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
+    zssr = ZSSR(color, conf, ground_truth=gt, kernels=kernels)  # validates everything before anything is written
+    prepare_output_dir(conf, output_dir)
+    zssr.run()
+    for path, sf, sr in zip(outputs, conf.scale_factors, zssr.outputs):
+        if alpha is not None:
+            upscaled_alpha = imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.upscale_method)
+            sr = np.concatenate([sr, np.clip(upscaled_alpha, 0, 1).astype(np.float32)], axis=2)
+        write_image(path, sr, image.bit_depth)
+    result = RunResult(name=name, outputs=outputs, image=zssr.outputs[-1], seconds=time.perf_counter() - start,
+                       iterations=[h.iterations for h in zssr.history])
+    if zssr.gt_per_sf is not None:
+        result.psnr_y = metrics.psnr(result.image, zssr.gt_per_sf)
+        result.psnr_y_shaved = metrics.psnr(result.image, zssr.gt_per_sf,
+                                            border=math.ceil(max(conf.final_scale_factor)))
+    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []),
+           **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
+           "stages": [dataclasses.asdict(h) for h in zssr.history]}
+    write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
+    return result
+
+
+def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, list[str] | None]]:
+    """The original folder convention: every image, its `<name>_gt.*` and its kernels `<name>_<i>.mat`.
+
+    Kernels are used only when all `num_stages` files exist (as the original); a partial set is reported and
+    ignored.
+
+    Returns:
+      Sorted (input, ground truth or None, kernel files or None) triples.
+
+    Raises:
+      ImageError: the folder has no images.
+    """
+    def is_image(path: str) -> bool:
+        return os.path.isfile(path) and os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+    files = sorted(p for p in glob.glob(os.path.join(glob.escape(input_dir), "*")) if is_image(p))
+    by_stem = {os.path.splitext(p)[0]: p for p in files}
+    jobs = []
+    for path in files:
+        stem = os.path.splitext(path)[0]
+        if stem.endswith("_gt") or "_zssr_X" in os.path.basename(stem):  # ground truths and our own outputs
+            continue
+        kernels = [f"{stem}_{i}.mat" for i in range(num_stages)]
+        found = [k for k in kernels if os.path.isfile(k)]
+        if found and len(found) < num_stages:
+            logging.warning("%s: found %d of %d kernel files (%s); using none", os.path.basename(path), len(found),
+                            num_stages, ", ".join(os.path.basename(k) for k in found))
+        jobs.append((path, by_stem.get(stem + "_gt"), kernels if len(found) == num_stages else None))
+    if not jobs:
+        raise ImageError(f"{input_dir}: no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+    return jobs
+
+
+def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False) -> list[RunResult]:
+    """ZSSR on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
+
+    An image that fails is reported in results.csv (status "error: ...") and the others go on.
+    """
+    jobs = find_inputs(input_dir, conf.num_stages)
+    prepare_output_dir(conf, output_dir)
+    results = []
+    for index, (input_path, ground_truth, kernels) in enumerate(jobs):
+        logging.info("image %d of %d: %s (ground truth: %s, kernels: %s)", index + 1, len(jobs), input_path,
+                     ground_truth or "none", ", ".join(map(os.path.basename, kernels)) if kernels else "none")
+        try:
+            result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite)
+        except (ImageError, ValueError) as e:  # KernelError and ConfigError are ValueErrors
+            logging.error("%s: %s", input_path, e)
+            name = os.path.splitext(os.path.basename(input_path))[0]
+            result = RunResult(name=name, outputs=[], status=f"error: {e}")
+        results.append(result)
+        write_results_csv(os.path.join(output_dir, "results.csv"), results)
+    return results
+
+
+def write_results_csv(path: str, results: Sequence[RunResult]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=RESULTS_FIELDS)
+    writer.writeheader()
+    for r in results:
+        writer.writerow({"name": r.name, "status": r.status, "seconds": f"{r.seconds:.1f}" if r.seconds else "",
+                         "iterations": "+".join(map(str, r.iterations)),
+                         "psnr_y": "" if r.psnr_y is None else f"{r.psnr_y:.3f}",
+                         "psnr_y_shaved": "" if r.psnr_y_shaved is None else f"{r.psnr_y_shaved:.3f}",
+                         "output": r.outputs[-1] if r.outputs else ""})
+    write_bytes_atomically(path, text.getvalue().encode())
+
+
+def prepare_output_dir(conf: Config, output_dir: str) -> None:
+    """Creates the output directory and writes the effective configuration first."""
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
         raise ImageError(f"cannot create output directory {output_dir}: {e.strerror or e}") from None
     write_bytes_atomically(os.path.join(output_dir, "config.json"), conf.to_json().encode())
-
-    zssr = ZSSR(color, conf, ground_truth=gt, kernels=kernels)
-    zssr.run()
-    outputs = []
-    for sf, sr in zip(conf.scale_factors, zssr.outputs):
-        if alpha is not None:
-            upscaled_alpha = np.clip(imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.upscale_method), 0, 1)
-            sr = np.concatenate([sr, upscaled_alpha.astype(np.float32)], axis=2)
-        path = os.path.join(output_dir, output_name(input_path, sf))
-        write_image(path, sr, image.bit_depth)
-        outputs.append(path)
-    final = zssr.outputs[-1]
-    psnr_y = None if zssr.gt_per_sf is None else metrics.psnr(final, zssr.gt_per_sf)
-    result = RunResult(outputs=outputs, image=final, seconds=time.perf_counter() - start,
-                       iterations=[h.iterations for h in zssr.history], psnr_y=psnr_y)
-    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []),
-           "outputs": outputs, "seconds": result.seconds, "psnr_y": psnr_y,
-           "stages": [dataclasses.asdict(h) for h in zssr.history]}
-    write_bytes_atomically(os.path.join(output_dir, "log.json"), json.dumps(log, indent=1).encode())
-    return result
 
 
 def _split_alpha(pixels: np.ndarray) -> tuple[np.ndarray, Any]:

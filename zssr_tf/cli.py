@@ -7,11 +7,11 @@ presets are flagfiles: `zssr --flagfile=flags/x2_real.cfg --noise_std=0.02 --inp
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app as absl_app
 from absl import flags
-from absl import logging
 
 from zssr_tf import app
 from zssr_tf.config import DEFAULTS, FIELD_HELP, FIELD_NAMES, KERNEL_NAMES, Config, ConfigError, coerce, \
@@ -21,12 +21,15 @@ from zssr_tf.kernels import KernelError
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input", None, "The low-resolution image to super-resolve.")
+flags.DEFINE_string("input", None, "The low-resolution image to super-resolve, or a folder of them (each "
+                    "<name>_gt.* beside an image is its ground truth, <name>_<i>.mat its kernel of scale step i).")
 flags.DEFINE_string("output_dir", "results", "Directory that receives the SR image(s), config.json and log.json.")
 flags.DEFINE_string("ground_truth", None, "Optional high-resolution image: monitored during training (never "
                     "trained on) and used for the reported PSNR.")
 flags.DEFINE_list("kernels", None, "Optional downscaling kernel files (.mat with a variable 'Kernel' or "
                   "'kernel', or .npy), comma separated, one per scale factor.")
+flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs already exist in --output_dir "
+                     "(otherwise they are skipped).")
 
 
 def _define_config_flags() -> None:
@@ -71,20 +74,48 @@ def main(argv: list[str]) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)", 2)
     if not FLAGS.input:
         _fail("--input is required: the image to super-resolve", 2)
+    folder = os.path.isdir(FLAGS.input)
+    if folder and (FLAGS.ground_truth or FLAGS.kernels):
+        _fail("--ground_truth and --kernels are for one image; in a folder name them <name>_gt.png and "
+              "<name>_<i>.mat", 2)
     try:
         conf = config_from_flags()
-        result = app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth, FLAGS.kernels)
+        if folder:
+            results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite)
+        else:
+            results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth, FLAGS.kernels,
+                               FLAGS.overwrite)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except MemoryError:
         _fail("out of memory: the image is too large for this machine")
-    summary = f"wrote {', '.join(result.outputs)} in {result.seconds:.1f} s ({result.iterations} iterations)"
+    for result in results:
+        print(_summary(result))
+    failed = [r.name for r in results if r.status.startswith("error")]
+    if failed:
+        _fail(f"{len(failed)} of {len(results)} images failed ({', '.join(failed)}); see results.csv")
+
+
+def _summary(result: app.RunResult) -> str:
+    if result.status != "done":
+        return f"{result.name}: {result.status}"
+    text = f"{result.name}: wrote {', '.join(result.outputs)} in {result.seconds:.1f} s " \
+           f"({'+'.join(map(str, result.iterations))} iterations)"
     if result.psnr_y is not None:
-        summary += f", Y-PSNR {result.psnr_y:.3f} dB vs ground truth"
-    logging.info(summary)
-    print(summary)
+        text += f", Y-PSNR {result.psnr_y:.3f} dB vs ground truth ({result.psnr_y_shaved:.3f} with border shave)"
+    return text
+
+
+USAGE = """Zero-shot super-resolution (ZSSR) of an image or a folder of images.
+
+  zssr --input=IMG_OR_DIR --output_dir=DIR [--flagfile=flags/NAME.cfg] [--ground_truth=HR] [--kernels=K.mat] ...
+"""
 
 
 def run() -> None:
-    """Console-script entry point (`zssr`)."""
+    """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
+    # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
+    for name in ("input", "output_dir", "ground_truth", "kernels", "overwrite", *FIELD_NAMES):
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+    sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

@@ -231,6 +231,8 @@ def coerce(name: str, value: Any) -> Any:
                 raise ValueError(value)
             return float(value)
         return str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError, IndexError):
         raise ConfigError(f"{name}: {value!r} is not a valid {_kind(name)}") from None
 

@@ -8,7 +8,7 @@ sees one static shape and traces once.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -55,7 +55,7 @@ def interpolate(
         np.float32)
 
 
-def father_son_examples(
+def make_example(
     hr_fathers_sources: Sequence[np.ndarray],
     base_scales: Sequence[Sequence[float]],
     scale_factor: Sequence[float],
@@ -63,19 +63,17 @@ def father_son_examples(
     conf: Config,
     crop_size: int,
     rng: np.random.Generator,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (interpolated lr_son, hr_father) pairs, each 1 x crop x crop x C float32."""
-    max_scale = min(base_scales[len(hr_fathers_sources) - 1])
-    while True:
-        hr_father = random_augment(
-            hr_fathers_sources, base_scales[:len(hr_fathers_sources)], rng,
-            leave_as_is_probability=conf.augment_leave_as_is_probability,
-            no_interpolate_probability=conf.augment_no_interpolate_probability,
-            min_scale=conf.augment_min_scale, max_scale=max_scale,
-            allow_rotation=conf.augment_allow_rotation, scale_diff_sigma=conf.augment_scale_diff_sigma,
-            shear_sigma=conf.augment_shear_sigma, crop_size=crop_size)
-        lr_son = father_to_son(hr_father, scale_factor, kernel, conf.noise_std, rng)
-        yield interpolate(lr_son, scale_factor, hr_father.shape, conf.upscale_method)[None], hr_father[None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One training example: (interpolated lr_son, hr_father), each crop x crop x C float32."""
+    hr_father = random_augment(
+        hr_fathers_sources, base_scales[:len(hr_fathers_sources)], rng,
+        leave_as_is_probability=conf.augment_leave_as_is_probability,
+        no_interpolate_probability=conf.augment_no_interpolate_probability,
+        min_scale=conf.augment_min_scale, max_scale=min(base_scales[len(hr_fathers_sources) - 1]),
+        allow_rotation=conf.augment_allow_rotation, scale_diff_sigma=conf.augment_scale_diff_sigma,
+        shear_sigma=conf.augment_shear_sigma, crop_size=crop_size)
+    lr_son = father_to_son(hr_father, scale_factor, kernel, conf.noise_std, rng)
+    return interpolate(lr_son, scale_factor, hr_father.shape, conf.upscale_method), hr_father
 
 
 def build_example_dataset(
@@ -86,17 +84,24 @@ def build_example_dataset(
     conf: Config,
     crop_size: int,
     seed: Sequence[int],
+    num_examples: int,
 ) -> tf.data.Dataset:
-    """A prefetching dataset of (interpolated lr_son, hr_father) batches of one crop.
+    """A prefetching dataset of `num_examples` (interpolated lr_son, hr_father) batches of one crop.
 
-    The examples are made on the host in a background thread while the device runs the previous step. The seed
-    fixes the whole sequence; a fresh generator per stage keeps later stages independent of how far the prefetch
-    ran ahead.
+    Examples are made on the host while the device runs the previous step. Example i draws from its own generator
+    seeded with (*seed, i), so the sequence is fixed by the seed whatever the prefetching does, and stopping early
+    leaves nothing behind. (A Python-generator dataset was tried first: deleting its iterator after an early stop
+    could block for tens of seconds.)
     """
     channels = hr_fathers_sources[0].shape[2]
-    spec = tf.TensorSpec((1, crop_size, crop_size, channels), tf.float32)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: father_son_examples(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size,
-                                    np.random.default_rng(list(seed))),
-        output_signature=(spec, spec))
-    return dataset.prefetch(2)
+
+    def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([*seed, int(index)])
+        return make_example(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size, rng)
+
+    def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
+        shape = (1, crop_size, crop_size, channels)
+        return tf.reshape(lr_son, shape), tf.reshape(hr_father, shape)
+
+    return tf.data.Dataset.range(num_examples).map(example_op).prefetch(2)

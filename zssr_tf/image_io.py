@@ -47,9 +47,21 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     if os.path.getsize(path) == 0:
         raise ImageError(f"{path}: the file is empty")
     data = np.fromfile(path, dtype=np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if pixels is None:
+    # IMREAD_UNCHANGED keeps 16 bits and alpha (palettes are expanded) but ignores the EXIF orientation;
+    # ANYDEPTH | ANYCOLOR applies the orientation but drops alpha. Decode both and orient the full image.
+    log_level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # truncated files: our one line, not cv2's
+    try:
+        pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        oriented = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    finally:
+        cv2.utils.logging.setLogLevel(log_level)
+    if pixels is None or oriented is None:
         raise ImageError(f"{path}: not a readable image (corrupt, truncated or not an image)")
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = _orient_like(pixels, oriented)
+    elif pixels.shape[:2] != oriented.shape[:2] or not np.array_equal(pixels, oriented):
+        pixels = oriented
     if pixels.dtype == np.uint8:
         bit_depth, scale = 8, 255.0
     elif pixels.dtype == np.uint16:
@@ -65,6 +77,17 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     else:
         raise ImageError(f"{path}: {pixels.shape[2]}-channel images are not supported")
     return ImageFile(pixels.astype(np.float32) / np.float32(scale), bit_depth)
+
+
+def _orient_like(pixels: np.ndarray, oriented: np.ndarray) -> np.ndarray:
+    """The rotation/mirror of `pixels` (with alpha) whose colour matches the EXIF-oriented decode."""
+    reference = oriented if oriented.ndim == 2 else oriented[:, :, 0]
+    for k in range(8):
+        candidate = np.rot90(pixels, k % 4)
+        candidate = np.fliplr(candidate) if k >= 4 else candidate
+        if candidate.shape[:2] == reference.shape and np.array_equal(candidate[:, :, 0], reference):
+            return np.ascontiguousarray(candidate)
+    return pixels
 
 
 def to_uint(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:

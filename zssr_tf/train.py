@@ -183,9 +183,9 @@ class ZSSR:
         c, h = self.conf, self.history[-1]
         dataset = data.build_example_dataset(
             self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
-            self.crop_size, seed=(c.seed, 0, self.stage))
+            self.crop_size, seed=(c.seed, 0, self.stage), num_examples=c.max_iters)
         self.learning_rate_change_iter_nums = [0]
-        for self.iter, (lr_son, hr_father) in enumerate(dataset.take(c.max_iters)):
+        for self.iter, (lr_son, hr_father) in enumerate(dataset):
             loss = self._train_step(lr_son, hr_father)
             h.iterations = self.iter + 1
             if self.iter % c.display_every == 0:
@@ -198,6 +198,7 @@ class ZSSR:
             self.learning_rate_policy()
             if self.learning_rate < c.min_learning_rate:
                 break
+        logging.info("sf %s: training stopped after %d iterations", self._sf_text, h.iterations)
 
     def quick_test(self) -> None:
         """Reconstruction error of the input from its own son (drives the policy); true error when GT is given."""

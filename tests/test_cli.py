@@ -1,0 +1,175 @@
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+from absl import flags
+
+from tests.conftest import smooth_image
+from zssr_tf import cli
+from zssr_tf.image_io import read_image, write_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--width=8", "--depth=3", "--crop_size=24", "--max_iters=20", "--min_iters=5", "--run_test_every=5",
+        "--learning_rate_slope_range=20", "--back_projection_iters=1", "--display_every=10"]
+
+
+def zssr_subprocess(*args):
+    """The real entry point, in a fresh process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "zssr_tf", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=300)
+
+
+def zssr(capsys, *args):
+    """The command in this process (fast): returns (exit status, stdout, stderr)."""
+    flags.FLAGS.unparse_flags()
+    status = 0
+    try:
+        cli.main(cli.parse_flags(["zssr", *args]))
+    except SystemExit as e:
+        status = e.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_only_the_command_line_imports_absl_flags():
+    for path in glob.glob(os.path.join(ROOT, "zssr_tf", "**", "*.py"), recursive=True):
+        source = open(path, encoding="utf-8").read()
+        imports_flags = "from absl import flags" in source or "absl.flags" in source
+        assert imports_flags == path.endswith(os.path.join("zssr_tf", "cli.py")), path
+
+
+def test_entry_point_writes_the_named_output_config_and_log(tmp_path):
+    write_image(tmp_path / "in.png", smooth_image(20, 22))
+    write_image(tmp_path / "in_gt.png", smooth_image(40, 44))
+    result = zssr_subprocess(f"--input={tmp_path / 'in.png'}", f"--ground_truth={tmp_path / 'in_gt.png'}",
+                             f"--output_dir={tmp_path / 'out'}", "--seed=3", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_zssr_X2.00X2.00.png"]
+    assert read_image(tmp_path / "out" / "in_zssr_X2.00X2.00.png").pixels.shape == (40, 44, 3)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["seed"] == 3 and config["width"] == 8 and config["scale_factors"] == [[2.0, 2.0]]
+    log = json.loads((tmp_path / "out" / "in_log.json").read_text())
+    assert log["stages"][0]["iterations"] == 20 and log["psnr_y"] > 20
+    assert "Y-PSNR" in result.stdout
+
+
+def test_entry_point_bad_flag_is_one_line(tmp_path):
+    result = zssr_subprocess("--input=examples/astronaut.png", "--no_such_flag=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("zssr: error:")
+
+
+def test_flagfile_preset_with_a_later_flag(tmp_path, capsys):
+    write_image(tmp_path / "in.png", smooth_image(16, 16, channels=1))
+    status, _, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}",
+                          "--flagfile=flags/x2_real.cfg", *TINY, "--noise_std=0.02")
+    assert status == 0, err
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["noise_std"] == 0.02 and config["output_flip"] is False and config["augment_min_scale"] == 0.75
+
+
+def test_folder_run_with_quick_preset_keeps_gray_rgba_and_16_bit(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "gray.png", smooth_image(14, 16, channels=1))
+    write_image(folder / "gray_gt.png", smooth_image(28, 32, channels=1))
+    rgba = smooth_image(12, 14, channels=4)
+    write_image(folder / "rgba.png", rgba)
+    write_image(folder / "deep.png", smooth_image(12, 12), bit_depth=16)
+    status, out, err = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}",
+                            "--flagfile=flags/quick.cfg", "--max_iters=30")
+    assert status == 0, err
+    gray = read_image(tmp_path / "out" / "gray_zssr_X2.00X2.00.png")
+    assert gray.pixels.shape == (28, 32, 1)
+    rgba_out = read_image(tmp_path / "out" / "rgba_zssr_X2.00X2.00.png").pixels
+    assert rgba_out.shape == (24, 28, 4)
+    assert np.abs(rgba_out[:, :, 3] - cv2.resize(rgba[:, :, 3], (28, 24), interpolation=cv2.INTER_CUBIC)).mean() < 0.02
+    deep = read_image(tmp_path / "out" / "deep_zssr_X2.00X2.00.png")
+    assert deep.bit_depth == 16 and deep.pixels.shape == (24, 24, 3)
+    with open(tmp_path / "out" / "results.csv") as f:
+        rows = {row["name"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == ["deep", "gray", "rgba"] and all(r["status"] == "done" for r in rows.values())
+    assert float(rows["gray"]["psnr_y"]) > 10 and rows["rgba"]["psnr_y"] == ""
+
+    # A second run skips what exists; --overwrite redoes it.
+    status, out, _ = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY)
+    assert status == 0 and out.count("skipped") == 3
+    status, out, _ = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY, "--overwrite")
+    assert status == 0 and "skipped" not in out
+
+
+def test_folder_kernels_are_used_only_when_all_are_there(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png", smooth_image(16, 16))
+    write_image(folder / "b.png", smooth_image(16, 16))
+    kernel = np.outer(np.hanning(7), np.hanning(7))
+    scipy.io.savemat(folder / "a_0.mat", {"Kernel": kernel / kernel.sum()})
+    scipy.io.savemat(folder / "b_0.mat", {"Kernel": kernel / kernel.sum()})  # b lacks b_1.mat
+    status, _, err = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY,
+                          "--scale_factors=1.5,2", "--back_projection_iters=1,1")
+    assert status == 0, err
+    assert json.loads((tmp_path / "out" / "a_log.json").read_text())["kernels"] == []
+    scipy.io.savemat(folder / "a_1.mat", {"kernel": kernel / kernel.sum()})
+    status, _, err = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY,
+                          "--scale_factors=1.5,2", "--back_projection_iters=1,1", "--overwrite")
+    assert status == 0, err
+    assert len(json.loads((tmp_path / "out" / "a_log.json").read_text())["kernels"]) == 2
+    assert json.loads((tmp_path / "out" / "b_log.json").read_text())["kernels"] == []
+
+
+def bad_inputs(tmp_path):
+    """(arguments, expected exit status, expected text) for every kind of bad input."""
+    write_image(tmp_path / "ok.png", smooth_image(16, 16))
+    write_image(tmp_path / "tiny.png", smooth_image(3, 3))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    scipy.io.savemat(tmp_path / "nokernel.mat", {"something": np.ones((3, 3))})
+    scipy.io.savemat(tmp_path / "nan.mat", {"Kernel": np.full((3, 3), np.nan)})
+    scipy.io.savemat(tmp_path / "zero.mat", {"Kernel": np.zeros((3, 3))})
+    np.save(tmp_path / "rank3.npy", np.ones((3, 3, 3)))
+    ok = f"--input={tmp_path / 'ok.png'}"
+    return [
+        ([f"--input={tmp_path / 'missing.png'}"], 1, "no such image file"),
+        ([f"--input={tmp_path / 'empty.png'}"], 1, "empty"),
+        ([f"--input={tmp_path / 'text.png'}"], 1, "not a readable image"),
+        ([f"--input={tmp_path / 'cut.png'}"], 1, "not a readable image"),
+        ([f"--input={tmp_path / 'no_images'}"], 1, "no images"),
+        ([f"--input={tmp_path / 'tiny.png'}"], 1, "too small"),
+        ([], 2, "--input is required"),
+        ([ok, "--scale_factors=0.5"], 1, "must upscale"),
+        ([ok, "--scale_factors=1"], 1, "must upscale"),
+        ([ok, "--scale_factors=two"], 1, "not a number"),
+        ([ok, "--back_projection_iters=1,2"], 1, "one per scale factor"),
+        ([ok, "--max_iters=many"], 2, "max_iters"),
+        ([ok, "--no_such_flag=1"], 2, "no_such_flag"),
+        ([ok, "stray"], 2, "unexpected arguments"),
+        ([ok, f"--kernels={tmp_path / 'missing.mat'}"], 1, "no such file"),
+        ([ok, f"--kernels={tmp_path / 'nokernel.mat'}"], 1, "no variable 'Kernel'"),
+        ([ok, f"--kernels={tmp_path / 'nan.mat'}"], 1, "finite"),
+        ([ok, f"--kernels={tmp_path / 'zero.mat'}"], 1, "sum"),
+        ([ok, f"--kernels={tmp_path / 'rank3.npy'}"], 1, "2-D"),
+        ([ok, f"--kernels={tmp_path / 'zero.mat'},{tmp_path / 'zero.mat'}"], 1, "2 kernels for 1 scale"),
+        ([ok, f"--output_dir={tmp_path / 'a_file' / 'out'}"], 1, "cannot create output directory"),
+    ]
+
+
+def test_every_bad_input_gives_one_line_and_no_output(tmp_path, capsys):
+    for args, status, message in bad_inputs(tmp_path):
+        out_dir = tmp_path / "out"
+        code, _, err = zssr(capsys, f"--output_dir={out_dir}", *TINY, *args)  # later flags win
+        lines = err.strip().splitlines()
+        assert code == status, (args, err)
+        assert len(lines) == 1 and lines[0].startswith("zssr: error:") and message in lines[0], (args, err)
+        assert not glob.glob(str(out_dir / "*")), args

@@ -1,0 +1,112 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import smooth_image
+from zssr_tf.image_io import ImageError, output_name, read_image, write_image
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_round_trip(tmp_path, channels, bit_depth):
+    image = smooth_image(9, 11, channels)
+    path = tmp_path / "x.png"
+    write_image(path, image, bit_depth)
+    loaded = read_image(path)
+    assert loaded.bit_depth == bit_depth and loaded.pixels.shape == (9, 11, channels)
+    assert loaded.pixels.dtype == np.float32
+    np.testing.assert_allclose(loaded.pixels, image, atol=0.5 / (2**bit_depth - 1) + 1e-7)  # rounded, not truncated
+
+
+def test_channel_order_is_rgb(tmp_path):
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 2] = 255  # red in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "red.png"), bgr)
+    assert read_image(tmp_path / "red.png").pixels[0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_jpeg_and_png_share_the_float_range(tmp_path):
+    image = (smooth_image(16, 16) * 255).round().astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "a.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    png, jpg = read_image(tmp_path / "a.png").pixels, read_image(tmp_path / "a.jpg").pixels
+    assert jpg.max() <= 1.0 and np.abs(png - jpg).mean() < 0.02
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ImageError, match="no such image"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        read_image(tmp_path / "empty.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ImageError, match="not a readable image"):
+        read_image(tmp_path / "text.png")
+    write_image(tmp_path / "ok.png", smooth_image(32, 32))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError):
+        read_image(tmp_path / "cut.png")
+
+
+def test_write_is_atomic_and_leaves_no_temporary(tmp_path):
+    write_image(tmp_path / "a.png", smooth_image(4, 4))
+    assert os.listdir(tmp_path) == ["a.png"]
+    with pytest.raises(ImageError):
+        write_image(tmp_path / "missing_dir" / "a.png", smooth_image(4, 4))
+
+
+def test_output_name_is_the_originals():
+    assert output_name("/data/img_001_SRF_2_LR.png", (2.0, 2.0)) == "img_001_SRF_2_LR_zssr_X2.00X2.00.png"
+    assert output_name("a.jpg", (1.0, 1.5)) == "a_zssr_X1.00X1.50.png"
+
+
+@pytest.mark.parametrize("extension", [".png", ".tif", ".bmp", ".webp", ".jpg"])
+def test_common_formats_read_as_rgb_floats(tmp_path, extension):
+    image = (smooth_image(12, 10) * 255).round().astype(np.uint8)
+    params = {".webp": [cv2.IMWRITE_WEBP_QUALITY, 101], ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 100]}.get(extension, [])
+    cv2.imwrite(str(tmp_path / f"a{extension}"), image[:, :, ::-1], params)
+    loaded = read_image(tmp_path / f"a{extension}")
+    assert loaded.pixels.shape == (12, 10, 3) and loaded.bit_depth == 8
+    tolerance = 0.03 if extension == ".jpg" else 1e-6
+    assert np.abs(loaded.pixels - image / 255.0).mean() < tolerance
+
+
+def test_palette_images_are_expanded(tmp_path):
+    from PIL import Image
+
+    palette = Image.new("P", (4, 3))
+    palette.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    palette.putpixel((1, 1), 1)
+    palette.save(tmp_path / "p.png")
+    pixels = read_image(tmp_path / "p.png").pixels
+    assert pixels.shape == (3, 4, 3)
+    assert pixels[1, 1].tolist() == [0.0, 1.0, 0.0] and pixels[0, 0].tolist() == [1.0, 0.0, 0.0]
+    palette.save(tmp_path / "t.png", transparency=0)  # palette entry 0 transparent -> an alpha channel
+    pixels = read_image(tmp_path / "t.png").pixels
+    assert pixels.shape == (3, 4, 4) and pixels[0, 0, 3] == 0.0 and pixels[1, 1, 3] == 1.0
+
+
+@pytest.mark.parametrize("orientation, expected_corner", [(1, (0, 0)), (3, (-1, -1)), (6, (0, -1)), (8, (-1, 0))])
+def test_exif_orientation_is_applied_as_a_viewer_does(tmp_path, orientation, expected_corner):
+    from PIL import Image
+
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:8, :8] = [255, 0, 0]  # a red block in the stored top-left corner
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    pixels = read_image(tmp_path / "r.jpg").pixels
+    assert pixels.shape == ((16, 32, 3) if orientation in (1, 3) else (32, 16, 3))
+    assert pixels[expected_corner][0] > 0.9 and pixels[pixels.shape[0] // 2, pixels.shape[1] // 2][0] < 0.1
+
+
+def test_gray_alpha_and_sixteen_bit_keep_their_form(tmp_path):
+    gray16 = (np.arange(12).reshape(3, 4) * 5000).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g.png"), gray16)
+    loaded = read_image(tmp_path / "g.png")
+    assert loaded.bit_depth == 16 and loaded.pixels.shape == (3, 4, 1)
+    np.testing.assert_allclose(loaded.pixels[:, :, 0], gray16 / 65535.0, atol=1e-7)

@@ -1,0 +1,137 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.conftest import smooth_image
+from zssr_tf import ZSSR, Config, imresize
+from zssr_tf.image_io import read_image
+from zssr_tf.inference import final_test
+from zssr_tf.metrics import psnr
+from zssr_tf.train import StageHistory, learning_rate_should_drop
+
+STEPS = [0, 50, 100, 150, 200]
+
+
+def test_policy_keeps_the_rate_while_the_error_falls():
+    errors = [1e-3 - 1e-6 * s + n for s, n in zip(STEPS, [1e-7, -1e-7, 0, 1e-7, -1e-7])]
+    assert not learning_rate_should_drop(STEPS, errors, 1.5)
+
+
+def test_policy_drops_on_a_plateau_or_a_rise():
+    assert learning_rate_should_drop(STEPS, [5e-4, 4e-4, 6e-4, 4e-4, 5e-4], 1.5)  # slope 0
+    assert learning_rate_should_drop(STEPS, [1.0, 1.1, 1.2, 1.35, 1.4], 1.5)
+
+
+def test_policy_slope_against_its_standard_error():
+    # Errors e = 10 - s/50 + r with residuals r = (+1, -1, 0, -1, +1) * 0.05, s = 0..200: least squares gives slope
+    # -1/50 = -0.02 exactly (r is orthogonal to 1 and s) and residual sum of squares 4 * 0.0025 = 0.01; with
+    # numpy's N - 2 = 3 scaling the slope's variance is 0.01 / 3 / sum((s - 100)^2) = 0.01 / 3 / 25000, so its
+    # standard error is 3.651e-4. -1.5 * -0.02 = 0.03 > 3.651e-4: keep. Slope -2e-4 instead: 3e-4 < 3.651e-4: drop.
+    r = np.array([1, -1, 0, -1, 1]) * 0.05
+    assert not learning_rate_should_drop(STEPS, 10 - np.array(STEPS) / 50 + r, 1.5)
+    assert learning_rate_should_drop(STEPS, 10 - np.array(STEPS) * 2e-4 + r, 1.5)
+
+
+def simulate_policy(conf, error_at):
+    """Runs the real `learning_rate_policy` on a synthetic reconstruction-error curve."""
+    zssr = ZSSR(smooth_image(8, 8), dataclasses.replace(conf, width=2, depth=1))
+    zssr.history.append(StageHistory(scale_factor=(2.0, 2.0)))
+    zssr.learning_rate_change_iter_nums = [0]
+    for zssr.iter in range(conf.max_iters):
+        if zssr.iter % conf.run_test_every == 0:
+            zssr.history[-1].test_steps.append(zssr.iter)
+            zssr.history[-1].reconstruction_mse.append(error_at(zssr.iter))
+        zssr.learning_rate_policy()
+        if zssr.learning_rate < conf.min_learning_rate:
+            break
+    return zssr.history[-1].learning_rate_change_iters, zssr.iter + 1, zssr.learning_rate
+
+
+def test_policy_schedule_on_a_flat_curve_is_the_originals():
+    # Checks at (iter + 1) % 60 == 0 and more than 256 iterations after the last change: 299, then 599, 899; the
+    # third drop takes 1e-3 to 1e-6 < 9e-6 and stops training after 900 iterations.
+    rng = np.random.default_rng(0)
+    drops, iterations, rate = simulate_policy(Config(), lambda i: 1e-3 + rng.normal(0, 1e-7))
+    assert drops == [299, 599, 899] and iterations == 900 and rate == pytest.approx(1e-6)
+
+
+def test_policy_never_drops_on_a_falling_curve():
+    drops, iterations, _ = simulate_policy(Config(max_iters=1000), lambda i: 1.0 / (1 + i))
+    assert drops == [] and iterations == 1000
+
+
+def test_tiny_run_beats_bicubic_and_back_projected_bicubic(example_paths):
+    lr, gt = (read_image(p).pixels for p in example_paths)
+    conf = Config(width=16, depth=4, crop_size=48, max_iters=150, min_iters=40, run_test_every=10,
+                  learning_rate_slope_range=50, back_projection_iters=(2,), display_every=1000)
+    zssr = ZSSR(lr, conf, ground_truth=gt)
+    sr = zssr.run()
+    bicubic = np.clip(imresize(lr, 2), 0, 1)
+    anchor = final_test(lambda x: np.clip(imresize(x, 2), 0, 1), lr, (2.0, 2.0), back_projection_iters=2)
+    assert sr.shape == gt.shape and sr.dtype == np.float32
+    assert psnr(sr, gt) > psnr(bicubic, gt) + 1.0
+    assert psnr(sr, gt) > psnr(anchor, gt) + 0.15  # the network, not only back-projection
+    history = zssr.history[0]
+    assert history.iterations == 150 and len(history.true_mse) == len(history.test_steps) == 15
+    assert history.true_mse[-1] < history.true_mse[0]
+
+
+def test_same_seed_same_output_other_seed_other_output(tiny_conf):
+    lr = smooth_image(30, 34)
+    a, b = ZSSR(lr, tiny_conf).run(), ZSSR(lr, tiny_conf).run()
+    c = ZSSR(lr, dataclasses.replace(tiny_conf, seed=1)).run()
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_gradual_stages_grow_the_father_sources(tiny_conf):
+    conf = dataclasses.replace(tiny_conf, scale_factors=((1.0, 1.5), (2.0, 2.0)), back_projection_iters=(1, 2),
+                               max_iters=20)
+    zssr = ZSSR(smooth_image(20, 24), conf)
+    out = zssr.run()
+    assert [o.shape for o in zssr.outputs] == [(20, 36, 3), (40, 48, 3)]
+    assert len(zssr.hr_fathers_sources) == 3 and out is zssr.outputs[-1]
+    assert [h.scale_factor for h in zssr.history] == [(1.0, 1.5), (2.0, 2.0)]
+
+
+def test_weights_and_adam_state_carry_over_unless_reinitialised(tiny_conf):
+    conf = dataclasses.replace(tiny_conf, scale_factors=((1.5, 1.5), (2.0, 2.0)), back_projection_iters=(0, 0),
+                               max_iters=5)
+    zssr = ZSSR(smooth_image(16, 16), conf)
+    model = zssr.model
+    zssr.run()
+    assert zssr.model is model and int(zssr.optimizer.iterations) == 10
+    fresh = ZSSR(smooth_image(16, 16), dataclasses.replace(conf, init_net_for_each_sf=True))
+    fresh.run()
+    assert int(fresh.optimizer.iterations) == 5
+
+
+def test_grayscale_arrays_stay_grayscale(tiny_conf):
+    out = ZSSR(smooth_image(20, 20, channels=1)[:, :, 0], tiny_conf).run()
+    assert out.shape == (40, 40)
+
+
+def test_numeric_kernel_and_noise(tiny_conf):
+    y, x = np.mgrid[-4:5, -4:5]
+    kernel = np.exp(-(x**2 + 2 * y**2) / 4.0)
+    conf = dataclasses.replace(tiny_conf, noise_std=0.01, output_flip=False)
+    out = ZSSR(smooth_image(20, 22), conf, kernels=[kernel / kernel.sum()]).run()
+    assert out.shape == (40, 44, 3) and np.isfinite(out).all()
+
+
+def test_input_smaller_than_the_crop_shrinks_the_crop(tiny_conf):
+    zssr = ZSSR(smooth_image(10, 13), dataclasses.replace(tiny_conf, crop_size=128, max_iters=3))
+    assert zssr.crop_size == 10
+    assert zssr.run().shape == (20, 26, 3)
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((3, 40, 3), np.float32), "too small"),
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((8, 8, 3), np.int32), "not supported"),
+    (np.zeros((2, 8, 8, 3), np.float32), "shape"),
+])
+def test_bad_input_arrays(image, message, tiny_conf):
+    with pytest.raises(ValueError, match=message):
+        ZSSR(image, tiny_conf)
