@@ -71,3 +71,16 @@ def test_median_rejects_one_outlying_transform():
 
     result = final_test(forward, lr, (2.0, 2.0), back_projection_iters=0)
     np.testing.assert_allclose(result, bicubic(lr), atol=1e-6)
+
+
+def test_tiled_prediction_equals_untiled():
+    from zssr_tf.inference import predict_tiled
+    from zssr_tf.models import build_zssr_generator
+
+    model = build_zssr_generator(depth=4, width=8, seed=0, init_variance=2.0)
+    predict = lambda x: model(x[None]).numpy()[0]  # noqa: E731
+    image = smooth_image(45, 70)
+    whole = predict(image)
+    for tile in (16, 25, 64):
+        np.testing.assert_allclose(predict_tiled(predict, image, tile, margin=4), whole, atol=1e-5)
+    assert np.abs(predict_tiled(predict, image, 16, margin=0) - whole).max() > 1e-3  # the margin matters

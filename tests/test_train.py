@@ -135,3 +135,24 @@ def test_input_smaller_than_the_crop_shrinks_the_crop(tiny_conf):
 def test_bad_input_arrays(image, message, tiny_conf):
     with pytest.raises(ValueError, match=message):
         ZSSR(image, tiny_conf)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_every_precision_trains_with_float32_variables(precision, tiny_conf):
+    zssr = ZSSR(smooth_image(24, 24), dataclasses.replace(tiny_conf, precision=precision, max_iters=10))
+    out = zssr.run()
+    assert zssr.precision == precision and np.isfinite(out).all()
+    assert all(v.dtype == "float32" for v in zssr.model.trainable_variables)
+    assert zssr.model.output.dtype == "float32" and zssr.history[0].skipped_steps == 0
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_a_non_finite_step_is_skipped(precision, tiny_conf):
+    zssr = ZSSR(smooth_image(24, 24), dataclasses.replace(tiny_conf, precision=precision))
+    before = [v.numpy().copy() for v in zssr.model.trainable_variables]
+    father = np.full((1, 24, 24, 3), np.nan, np.float32)
+    zssr._train_step(father, father)
+    assert int(zssr.skipped_steps.numpy()) == 1
+    assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, zssr.model.trainable_variables))
+    zssr._train_step(np.zeros_like(father), np.zeros_like(father))
+    assert int(zssr.skipped_steps.numpy()) == 1 and int(zssr.optimizer.iterations) == 1

@@ -16,6 +16,8 @@ from typing import Any
 
 from zssr_tf.imresize import KERNEL_NAMES
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
 ScalePair = tuple[float, float]
 
 
@@ -91,6 +93,14 @@ class Config:
         "the learning-rate policy; without it only max_iters stops training.")
     run_test_every: int = _field(50, "Iterations between quick tests.")
     display_every: int = _field(20, "Iterations between loss log lines.")
+    # Computation.
+    precision: str = _field(
+        "auto", "Compute precision of the network: float32, mixed_bfloat16, mixed_float16, or auto "
+        "(mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32). Variables, the loss and "
+        "the residual stay float32.")
+    tile_size: int = _field(
+        512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result "
+        "is the same as in one piece).")
     # Output.
     output_flip: bool = _field(
         True, "Whether the final test averages (median) the 8 rotations and mirrors of the input (4 for "
@@ -299,7 +309,8 @@ def _validate(c: Config) -> None:
           f"back_projection_iters: {len(c.back_projection_iters)} value(s) for {len(c.scale_factors)} scale "
           "factor(s); give one per scale factor")
     check(all(n >= 0 for n in c.back_projection_iters), "back_projection_iters: must be >= 0")
-    for name in ("width", "depth", "crop_size", "max_iters", "run_test_every", "display_every",
+    check(c.precision in PRECISIONS, f"precision: {c.precision!r} is not one of {', '.join(PRECISIONS)}")
+    for name in ("width", "depth", "crop_size", "tile_size", "max_iters", "run_test_every", "display_every",
                  "learning_rate_policy_check_every", "learning_rate_slope_range"):
         check(getattr(c, name) >= 1, f"{name}: must be >= 1, got {getattr(c, name)}")
     check(c.crop_size >= 4, f"crop_size: must be >= 4, got {c.crop_size}")

@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from zssr_tf import data, inference
+from zssr_tf.device import resolve_precision
 from zssr_tf.config import Config
 from zssr_tf.image_io import read_image
 from zssr_tf.imresize import imresize
@@ -79,6 +80,7 @@ class StageHistory:
     test_steps: list[int] = dataclasses.field(default_factory=list)
     reconstruction_mse: list[float] = dataclasses.field(default_factory=list)
     true_mse: list[float] = dataclasses.field(default_factory=list)
+    skipped_steps: int = 0  # steps whose gradients were not finite (not applied)
     train_seconds: float = 0.0
     final_test_seconds: float = 0.0
 
@@ -114,6 +116,7 @@ class ZSSR:
         self._test_rng = np.random.default_rng([self.conf.seed, 1])
         self.sf = np.array(self.conf.scale_factors[0])
         self.kernel = self.kernels[0]
+        self.precision = resolve_precision(self.conf.precision)
         self.build_network(0)
 
     # Network and steps.
@@ -122,20 +125,35 @@ class ZSSR:
         c = self.conf
         self.model = build_zssr_generator(
             channels=self.channels, depth=c.depth, width=c.width, init_variance=c.init_variance,
-            learn_residual=c.learn_residual, seed=c.seed * 1000 + stage * 100)
+            learn_residual=c.learn_residual, seed=c.seed * 1000 + stage * 100, dtype_policy=self.precision)
         # TF1's Adam epsilon (Keras's default is 1e-7). The learning rate lives in the optimizer's variable, so
         # changing it keeps Adam's moments, also across gradual stages.
-        self.optimizer = keras.optimizers.Adam(learning_rate=c.learning_rate, beta_1=0.9, beta_2=0.999,
-                                               epsilon=1e-8)
+        adam = keras.optimizers.Adam(learning_rate=c.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+        # float16 needs loss scaling (it skips non-finite steps itself); bfloat16 has float32's range.
+        loss_scaled = self.precision == "mixed_float16"
+        self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if loss_scaled else adam
         self.optimizer.build(self.model.trainable_variables)
-        model, optimizer = self.model, self.optimizer
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        model, optimizer, skipped = self.model, self.optimizer, self.skipped_steps
 
         @tf.function
         def train_step(lr_son: tf.Tensor, hr_father: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 loss = l1_loss(model(lr_son, training=True), hr_father)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+                scaled_loss = optimizer.scale_loss(loss) if loss_scaled else loss
+            variables = model.trainable_variables
+            gradients = tape.gradient(scaled_loss, variables)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+            if loss_scaled:
+                optimizer.apply_gradients(zip(gradients, variables))
+            else:
+                # A non-finite update would ruin the weights for good: skip the step instead (and count it).
+                def apply() -> tf.Tensor:
+                    optimizer.apply(gradients, variables)
+                    return tf.constant(True)
+
+                tf.cond(finite, apply, lambda: tf.constant(False))
+            skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
             return loss
 
         @tf.function(input_signature=[tf.TensorSpec((1, None, None, self.channels), tf.float32)])
@@ -185,6 +203,7 @@ class ZSSR:
             self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
             self.crop_size, seed=(c.seed, 0, self.stage), num_examples=c.max_iters)
         self.learning_rate_change_iter_nums = [0]
+        self.skipped_steps.assign(0)
         for self.iter, (lr_son, hr_father) in enumerate(dataset):
             loss = self._train_step(lr_son, hr_father)
             h.iterations = self.iter + 1
@@ -198,7 +217,9 @@ class ZSSR:
             self.learning_rate_policy()
             if self.learning_rate < c.min_learning_rate:
                 break
-        logging.info("sf %s: training stopped after %d iterations", self._sf_text, h.iterations)
+        h.skipped_steps = int(self.skipped_steps.numpy())
+        if h.skipped_steps:
+            logging.warning("sf %s: %d steps with non-finite gradients were skipped", self._sf_text, h.skipped_steps)
 
     def quick_test(self) -> None:
         """Reconstruction error of the input from its own son (drives the policy); true error when GT is given."""
@@ -238,7 +259,9 @@ class ZSSR:
         if output_shape is None:
             output_shape = np.ceil(np.array(lr_image.shape[:2]) * self.sf - 1e-9).astype(int)
         interpolated = data.interpolate(lr_image, self.sf, output_shape, self.conf.upscale_method)
-        return self._predict(interpolated[None]).numpy()[0]
+        # Tiles overlap by the receptive-field radius (depth pixels for 3x3 convolutions): same result, less memory.
+        return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
+                                       self.conf.tile_size, margin=self.conf.depth)
 
     def final_test(self) -> np.ndarray:
         return inference.final_test(

@@ -15,6 +15,7 @@ def build_zssr_generator(
     init_variance: float = 0.1,
     learn_residual: bool = True,
     seed: int | None = None,
+    dtype_policy: str = "float32",
     name: str = "zssr_generator",
 ) -> keras.Model:
     """The ZSSR network: `depth` 3x3 convolutions, no biases, ReLU on all but the last, global residual.
@@ -29,6 +30,8 @@ def build_zssr_generator(
         2, so the residual branch starts near zero and the net starts as the interpolation.
       learn_residual: output = convs(x) + x, where x is the interpolated LR image.
       seed: seed of the weight initialisers (layer i uses seed + i); None draws fresh weights.
+      dtype_policy: Keras dtype policy of the convolutions ("float32", "mixed_bfloat16", "mixed_float16"):
+        mixed policies compute in 16 bits with float32 variables; input and output stay float32.
       name: model name.
 
     Returns:
@@ -48,7 +51,7 @@ def build_zssr_generator(
             filters, 3, padding="same", use_bias=False, activation=None if last else "relu",
             kernel_initializer=keras.initializers.RandomNormal(
                 mean=0.0, stddev=std, seed=None if seed is None else seed + i),
-            name=f"filter_{i}",  # the original's variable names
+            dtype=dtype_policy, name=f"filter_{i}",  # the original's variable names
         )(x)
         c_in = filters
     if learn_residual:
