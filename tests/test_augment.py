@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from zssr_tf.augment import AUGMENT_MODES, _draw_transform, random_augment
+from zssr_tf.augment import AUGMENT_MODES, draw_transform, random_augment
 
 LEAVE = dict(leave_as_is_probability=1.0, no_interpolate_probability=0.0)
 NO_INTERP = dict(leave_as_is_probability=0.0, no_interpolate_probability=1.0)
@@ -71,7 +71,7 @@ def test_seed_reproducibility():
 def test_mode_frequencies():
     rng = np.random.default_rng(2)
     n = 4000
-    modes = [_draw_transform([(64, 64)], [1.0], rng, crop_size=32).mode for _ in range(n)]
+    modes = [draw_transform([(64, 64)], [1.0], rng, crop_size=32).mode for _ in range(n)]
     freq = {m: modes.count(m) / n for m in AUGMENT_MODES}
     # Binomial std is at most sqrt(0.25 / 4000) = 0.008; allow ~3 std.
     assert freq == pytest.approx({"leave_as_is": 0.05, "no_interp": 0.45, "affine": 0.50}, abs=0.025)
@@ -118,7 +118,7 @@ def test_affine_crop_stays_inside_scaled_image():
 def test_affine_matrix_without_rotation_is_diagonal_scale():
     rng = np.random.default_rng(4)
     for _ in range(50):
-        t = _draw_transform(
+        t = draw_transform(
             [(256, 256)], [1.0], rng, allow_rotation=False, scale_diff_sigma=0.0, shear_sigma=0.0, **AFFINE
         )
         assert t.mode == "affine" and 0.5 <= t.scale <= 1.0
@@ -130,7 +130,7 @@ def test_source_selection():
     rng = np.random.default_rng(5)
     picks = []
     for _ in range(400):
-        t = _draw_transform(
+        t = draw_transform(
             [(40, 40), (60, 60)], [1.0, [1.5, 1.5]], rng, max_scale=[1.5, 1.5], scale_diff_sigma=0, shear_sigma=0
         )
         assert t.source_index == int(t.scale > 1.0 + 1e-6)
@@ -141,7 +141,7 @@ def test_source_selection():
     assert 0 < np.mean(picks) < 1  # both sources occur
     # The original passes one base scale per stage, more than there are images: a draw above every existing
     # image's base scale falls back to the last image.
-    t = _draw_transform([(40, 40)], [1.0, 2.0], np.random.default_rng(0), min_scale=1.5, max_scale=2.0, **AFFINE)
+    t = draw_transform([(40, 40)], [1.0, 2.0], np.random.default_rng(0), min_scale=1.5, max_scale=2.0, **AFFINE)
     assert t.source_index == 0
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import smooth_image
-from zssr_tf.augment import _draw_transform, random_augment
+from zssr_tf.augment import draw_transform, random_augment
 from zssr_tf.warp import warp_image
 
 CROP = 16
@@ -178,7 +178,7 @@ def test_matches_random_augment():
     image = smooth_image(40, 48, seed=7)
     draws, augments = np.random.default_rng(8), np.random.default_rng(8)
     for _ in range(20):
-        transform = _draw_transform([image.shape[:2]], [1.0], draws, crop_size=32)
+        transform = draw_transform([image.shape[:2]], [1.0], draws, crop_size=32)
         ours = np.clip(warp_image(image, transform.matrix, 32).numpy(), 0, 1)
         father = random_augment([image], [1.0], augments, crop_size=32)
         assert np.abs(ours - father).mean() < 2e-3

@@ -33,7 +33,7 @@ class _Transform(NamedTuple):
     matrix: np.ndarray  # (3, 3) float64, maps source (x, y, 1) pixel coordinates to father coordinates
 
 
-def _draw_transform(
+def draw_transform(
     shapes: Sequence[tuple[int, int]],
     base_scales: Sequence[float | Sequence[float]],
     rng: np.random.Generator,
@@ -137,7 +137,7 @@ def random_augment(
     Raises:
       ValueError: if there are fewer base scales than images.
     """
-    transform = _draw_transform(
+    transform = draw_transform(
         [im.shape[:2] for im in ims], base_scales, rng,
         leave_as_is_probability=leave_as_is_probability, no_interpolate_probability=no_interpolate_probability,
         min_scale=min_scale, max_scale=max_scale, allow_rotation=allow_rotation, scale_diff_sigma=scale_diff_sigma,

@@ -14,8 +14,8 @@ from absl import app as absl_app
 from absl import flags
 
 from zssr_tf import app
-from zssr_tf.config import DEFAULTS, FIELD_HELP, FIELD_NAMES, KERNEL_NAMES, PRECISIONS, Config, ConfigError, \
-    coerce, format_value
+from zssr_tf.config import DEFAULTS, FIELD_HELP, FIELD_NAMES, KERNEL_NAMES, PIPELINES, PRECISIONS, Config, \
+    ConfigError, coerce, format_value
 from zssr_tf.image_io import ImageError
 from zssr_tf.kernels import KernelError
 
@@ -39,8 +39,8 @@ def _define_config_flags() -> None:
             flags.DEFINE_boolean(name, default, help_text)
         elif name.endswith("_method"):
             flags.DEFINE_enum(name, default, KERNEL_NAMES, help_text)
-        elif name == "precision":
-            flags.DEFINE_enum(name, default, PRECISIONS, help_text)
+        elif name in ("precision", "pipeline"):
+            flags.DEFINE_enum(name, default, PRECISIONS if name == "precision" else PIPELINES, help_text)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, help_text)
         elif isinstance(default, float):

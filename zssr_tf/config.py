@@ -17,6 +17,7 @@ from typing import Any
 from zssr_tf.imresize import KERNEL_NAMES
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+PIPELINES = ("auto", "host", "device")
 
 ScalePair = tuple[float, float]
 
@@ -98,6 +99,9 @@ class Config:
         "auto", "Compute precision of the network: float32, mixed_bfloat16, mixed_float16, or auto "
         "(mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32). Variables, the loss and "
         "the residual stay float32.")
+    pipeline: str = _field(
+        "auto", "Where training examples are made: host (numpy/OpenCV in a background thread; fastest on a CPU), "
+        "device (TensorFlow ops; on the GPU when there is one), or auto (device when a GPU is present, else host).")
     tile_size: int = _field(
         512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result "
         "is the same as in one piece).")
@@ -310,6 +314,7 @@ def _validate(c: Config) -> None:
           "factor(s); give one per scale factor")
     check(all(n >= 0 for n in c.back_projection_iters), "back_projection_iters: must be >= 0")
     check(c.precision in PRECISIONS, f"precision: {c.precision!r} is not one of {', '.join(PRECISIONS)}")
+    check(c.pipeline in PIPELINES, f"pipeline: {c.pipeline!r} is not one of {', '.join(PIPELINES)}")
     for name in ("width", "depth", "crop_size", "tile_size", "max_iters", "run_test_every", "display_every",
                  "learning_rate_policy_check_every", "learning_rate_slope_range"):
         check(getattr(c, name) >= 1, f"{name}: must be >= 1, got {getattr(c, name)}")

@@ -1,23 +1,39 @@
-"""Training examples: HR fathers, their LR sons, and the tf.data pipeline that feeds them to the train step.
+"""Training examples: HR fathers, their LR sons, and the tf.data pipelines that feed them to the train step.
 
-A father is a random augmented crop of one of the `hr_fathers_sources` (`zssr_tf.augment.random_augment`); its son
-is the father downscaled by the stage's scale factor with the stage's kernel, plus optional Gaussian noise; the
-network input is the son interpolated back to the father's size. Every father has the same size, so the train step
-sees one static shape and traces once.
+A father is a random augmented crop of one of the `hr_fathers_sources` (`zssr_tf.augment`); its son is the father
+downscaled by the stage's scale factor with the stage's kernel, plus optional Gaussian noise; the network input is
+the son interpolated back to the father's size. Every father has the same size, so the train step sees one static
+shape and traces once.
+
+Two pipelines make the same examples from the same seed (example i draws its transform from a generator seeded
+(*seed, i) in both):
+  * host (`build_example_dataset`): numpy/OpenCV through `tf.numpy_function` (`father_to_son`, `interpolate`);
+    fastest on a CPU, where it overlaps the train step in a background thread.
+  * device (`build_device_example_dataset`): only the transform parameters are drawn with numpy; the warp, the son
+    (`father_to_son_tf`), its noise and the interpolation are TF ops, placed on the GPU when there is one. Its noise
+    comes from `tf.random.stateless_normal`, so it differs from the host pipeline's numpy noise.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from zssr_tf.augment import random_augment
+from zssr_tf.augment import draw_transform, random_augment
 from zssr_tf.config import Config
-from zssr_tf.imresize import imresize
+from zssr_tf.device import gpu_compute_capability
+from zssr_tf.imresize import imresize, imresize_tf
+from zssr_tf.warp import warp_image
 
 Kernel = str | np.ndarray
+
+
+def _son_scale(scale_factor: Sequence[float]) -> np.ndarray:
+    # The son is the father resized by 1 / sf (a pair), in float64 so both pipelines get the same output size.
+    return 1.0 / np.asarray(scale_factor, dtype=np.float64)
 
 
 def father_to_son(
@@ -27,7 +43,7 @@ def father_to_son(
     noise_std: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Makes the LR son of an HR father.
+    """Makes the LR son of an HR father (numpy; `father_to_son_tf` is its TF twin).
 
     Args:
       hr_father: H x W x C image in [0, 1].
@@ -38,13 +54,49 @@ def father_to_son(
 
     Returns:
       float32 ceil(H / sf) x ceil(W / sf) x C son in [0, 1].
+
+    Raises:
+      ValueError: if noise_std > 0 and there is no rng.
     """
-    lr_son = imresize(hr_father, scale_factor=1.0 / np.asarray(scale_factor, dtype=np.float64), kernel=kernel)
+    lr_son = imresize(hr_father, scale_factor=_son_scale(scale_factor), kernel=kernel)
     if noise_std > 0:
         if rng is None:
             raise ValueError("father_to_son: noise_std > 0 needs an rng")
         lr_son = lr_son + rng.normal(0.0, noise_std, lr_son.shape)
     return np.clip(lr_son, 0.0, 1.0).astype(np.float32)
+
+
+def father_to_son_tf(
+    hr_father: tf.Tensor,
+    scale_factor: Sequence[float],
+    kernel: Kernel = "cubic",
+    noise_std: float = 0.0,
+    seed: tf.Tensor | Sequence[int] | None = None,
+) -> tf.Tensor:
+    """Makes the LR son of an HR father with TF ops (`father_to_son` as a graph; usable in tf.data and on a GPU).
+
+    Without noise it equals `father_to_son` to float32 rounding; the noise is `tf.random.stateless_normal`, a
+    function of `seed` only.
+
+    Args:
+      hr_father: [H, W, C] float32 tensor in [0, 1] with static H and W.
+      scale_factor: (vertical, horizontal) factor the son is smaller by.
+      kernel: kernel name or (shifted) numeric kernel of the degradation.
+      noise_std: std of Gaussian noise added to the son (needs `seed` when > 0).
+      seed: [2] int32/int64 seed of the noise.
+
+    Returns:
+      [ceil(H / sf), ceil(W / sf), C] float32 son in [0, 1].
+
+    Raises:
+      ValueError: if noise_std > 0 and there is no seed, or as `imresize_tf`.
+    """
+    lr_son = imresize_tf(tf.cast(hr_father, tf.float32), scale_factor=_son_scale(scale_factor), kernel=kernel)
+    if noise_std > 0:
+        if seed is None:
+            raise ValueError("father_to_son_tf: noise_std > 0 needs a seed")
+        lr_son += noise_std * tf.random.stateless_normal(tf.shape(lr_son), seed, dtype=lr_son.dtype)
+    return tf.clip_by_value(lr_son, 0.0, 1.0)
 
 
 def interpolate(
@@ -53,6 +105,30 @@ def interpolate(
     """The network input: the LR image resized with exactly `scale_factor` onto `output_shape` pixels; float32."""
     return imresize(lr_image, scale_factor=scale_factor, output_shape=output_shape[:2], kernel=method).astype(
         np.float32)
+
+
+def interpolate_tf(
+    lr_image: tf.Tensor, scale_factor: Sequence[float], output_shape: Sequence[int], method: str = "cubic"
+) -> tf.Tensor:
+    """`interpolate` with TF ops: [h, w, C] float32 (static h, w) -> [output_shape[0], output_shape[1], C]."""
+    return imresize_tf(lr_image, scale_factor=scale_factor, output_shape=tuple(output_shape[:2]), kernel=method)
+
+
+def _augment_options(
+    conf: Config, base_scales: Sequence[Sequence[float]], num_sources: int, crop_size: int
+) -> dict[str, Any]:
+    """Keyword arguments of `random_augment` / `draw_transform`, shared so both pipelines draw alike."""
+    return dict(
+        leave_as_is_probability=conf.augment_leave_as_is_probability,
+        no_interpolate_probability=conf.augment_no_interpolate_probability,
+        min_scale=conf.augment_min_scale, max_scale=min(base_scales[num_sources - 1]),
+        allow_rotation=conf.augment_allow_rotation, scale_diff_sigma=conf.augment_scale_diff_sigma,
+        shear_sigma=conf.augment_shear_sigma, crop_size=crop_size)
+
+
+def _example_rng(seed: Sequence[int], index: int) -> np.random.Generator:
+    # One generator per example: the sequence is fixed by the seed whatever the prefetching does.
+    return np.random.default_rng([*seed, int(index)])
 
 
 def make_example(
@@ -65,13 +141,9 @@ def make_example(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training example: (interpolated lr_son, hr_father), each crop x crop x C float32."""
+    n = len(hr_fathers_sources)
     hr_father = random_augment(
-        hr_fathers_sources, base_scales[:len(hr_fathers_sources)], rng,
-        leave_as_is_probability=conf.augment_leave_as_is_probability,
-        no_interpolate_probability=conf.augment_no_interpolate_probability,
-        min_scale=conf.augment_min_scale, max_scale=min(base_scales[len(hr_fathers_sources) - 1]),
-        allow_rotation=conf.augment_allow_rotation, scale_diff_sigma=conf.augment_scale_diff_sigma,
-        shear_sigma=conf.augment_shear_sigma, crop_size=crop_size)
+        hr_fathers_sources, base_scales[:n], rng, **_augment_options(conf, base_scales, n, crop_size))
     lr_son = father_to_son(hr_father, scale_factor, kernel, conf.noise_std, rng)
     return interpolate(lr_son, scale_factor, hr_father.shape, conf.upscale_method), hr_father
 
@@ -86,17 +158,31 @@ def build_example_dataset(
     seed: Sequence[int],
     num_examples: int,
 ) -> tf.data.Dataset:
-    """A prefetching dataset of `num_examples` (interpolated lr_son, hr_father) batches of one crop.
+    """The host pipeline: a prefetching dataset of `num_examples` (interpolated lr_son, hr_father) batches of one crop.
 
-    Examples are made on the host while the device runs the previous step. Example i draws from its own generator
-    seeded with (*seed, i), so the sequence is fixed by the seed whatever the prefetching does, and stopping early
-    leaves nothing behind. (A Python-generator dataset was tried first: deleting its iterator after an early stop
-    could block for tens of seconds.)
+    Examples are made on the host (numpy/OpenCV) while the device runs the previous step. Example i draws from its
+    own generator seeded with (*seed, i), so the sequence is fixed by the seed whatever the prefetching does, and
+    stopping early leaves nothing behind. (A Python-generator dataset was tried first: deleting its iterator after
+    an early stop could block for tens of seconds.)
+
+    Args:
+      hr_fathers_sources: the images fathers are cropped from, each float32 (H_i, W_i, C) in [0, 1].
+      base_scales: (vertical, horizontal) scale of each source relative to the input; at least one per source.
+      scale_factor: (vertical, horizontal) factor the son is smaller than the father by.
+      kernel: kernel name or (shifted) numeric kernel of the degradation.
+      conf: augmentation probabilities and sigmas, noise_std and upscale_method.
+      crop_size: side of the fathers.
+      seed: ints that, with the example index, seed each example's generator.
+      num_examples: length of the dataset.
+
+    Returns:
+      A dataset of (lr_son, hr_father) pairs, each [1, crop_size, crop_size, C] float32; lr_son is the son
+      interpolated back to the father's size.
     """
     channels = hr_fathers_sources[0].shape[2]
 
     def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([*seed, int(index)])
+        rng = _example_rng(seed, index)
         return make_example(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size, rng)
 
     def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -105,3 +191,114 @@ def build_example_dataset(
         return tf.reshape(lr_son, shape), tf.reshape(hr_father, shape)
 
     return tf.data.Dataset.range(num_examples).map(example_op).prefetch(2)
+
+
+def draw_example_transform(
+    hr_fathers_sources: Sequence[np.ndarray],
+    base_scales: Sequence[Sequence[float]],
+    conf: Config,
+    crop_size: int,
+    rng: np.random.Generator,
+) -> tuple[np.int32, np.ndarray, np.ndarray]:
+    """The host half of a device-pipeline example: the cheap random draws, no pixels.
+
+    Draws the transform exactly as `make_example` does with the same generator (so both pipelines crop the same
+    fathers), then the seed of the son's noise.
+
+    Args:
+      hr_fathers_sources: as in `build_example_dataset` (only their sizes are read).
+      base_scales: as in `build_example_dataset`.
+      conf: augmentation probabilities and sigmas.
+      crop_size: side of the fathers.
+      rng: the example's generator.
+
+    Returns:
+      (source index, int32; [3, 3] float64 source -> father pixel map; [2] int64 noise seed).
+    """
+    n = len(hr_fathers_sources)
+    transform = draw_transform([source.shape[:2] for source in hr_fathers_sources], base_scales[:n], rng,
+                                **_augment_options(conf, base_scales, n, crop_size))
+    noise_seed = rng.integers(0, np.iinfo(np.int64).max, size=2, dtype=np.int64)
+    return np.int32(transform.source_index), transform.matrix.astype(np.float64), noise_seed
+
+
+def build_device_example_dataset(
+    hr_fathers_sources: Sequence[np.ndarray],
+    base_scales: Sequence[Sequence[float]],
+    scale_factor: Sequence[float],
+    kernel: Kernel,
+    conf: Config,
+    crop_size: int,
+    seed: Sequence[int],
+    num_examples: int,
+) -> tf.data.Dataset:
+    """The device pipeline: `build_example_dataset`'s examples, with the pixel work as TF ops (on the GPU if any).
+
+    Only `draw_example_transform` runs on the host (tens of microseconds of numpy, with the same per-example
+    generator as the host pipeline, so the fathers are the same up to the float rounding of cv2 vs `warp_image`).
+    The warp, `father_to_son_tf`, its noise (`tf.random.stateless_normal`, seeded per example from that generator,
+    so reproducible from `seed` but not the host pipeline's numpy noise) and `interpolate_tf` run as TF ops.
+    tf.data places map functions on the CPU; ops pinned to a GPU inside one make tf.data run it as a multi-device
+    function, so with a GPU they are pinned to the first GPU and only the [1, crop, crop, C] results come back.
+
+    The sources keep their own sizes (gradual stages differ) as constants of the map function, one `warp_image`
+    branch each, picked by `tf.switch_case` on the drawn index. Constants live on the pixel device once (no copy per
+    example), and the warp sees the true size; padding them into one stacked tensor would give the same fathers
+    (padding reads 0 as outside pixels do) but copy the padded source out of the stack for every example.
+
+    Args:
+      hr_fathers_sources: the images fathers are cropped from, each float32 (H_i, W_i, C) in [0, 1]; sizes may
+        differ.
+      base_scales: (vertical, horizontal) scale of each source relative to the input; at least one per source.
+      scale_factor: (vertical, horizontal) factor the son is smaller than the father by.
+      kernel: kernel name or (shifted) numeric kernel of the degradation.
+      conf: augmentation probabilities and sigmas, noise_std and upscale_method.
+      crop_size: side of the fathers.
+      seed: ints that, with the example index, seed each example's generator (transform and noise seed).
+      num_examples: length of the dataset.
+
+    Returns:
+      A dataset of (lr_son, hr_father) pairs, each [1, crop_size, crop_size, C] float32 (on the host, as
+      `build_example_dataset`'s); lr_son is the noisy son interpolated back to the father's size.
+    """
+    channels = hr_fathers_sources[0].shape[2]
+    sources = [np.ascontiguousarray(source, dtype=np.float32) for source in hr_fathers_sources]
+    shape = (1, crop_size, crop_size, channels)
+    pixel_device = "/GPU:0" if tf.config.list_logical_devices("GPU") else None
+
+    def draw(index: np.ndarray) -> tuple[np.int32, np.ndarray, np.ndarray]:
+        return draw_example_transform(sources, base_scales, conf, crop_size, _example_rng(seed, index))
+
+    def draw_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        source_index, matrix, noise_seed = tf.numpy_function(
+            draw, [index], (tf.int32, tf.float64, tf.int64), stateful=False)
+        source_index.set_shape([])
+        matrix.set_shape([3, 3])
+        noise_seed.set_shape([2])
+        return source_index, matrix, noise_seed
+
+    def example_op(source_index: tf.Tensor, matrix: tf.Tensor, noise_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.device(pixel_device) if pixel_device else contextlib.nullcontext():
+            # Constants made here belong to the function, so they are placed with it (once, not per example).
+            branches = [lambda source=source: warp_image(tf.constant(source), matrix, crop_size)
+                        for source in sources]
+            warped = branches[0]() if len(branches) == 1 else tf.switch_case(source_index, branches)
+            hr_father = tf.clip_by_value(tf.ensure_shape(warped, shape[1:]), 0.0, 1.0)
+            lr_son = father_to_son_tf(hr_father, scale_factor, kernel, conf.noise_std, noise_seed)
+            interpolated = interpolate_tf(lr_son, scale_factor, shape[1:3], conf.upscale_method)
+            return tf.reshape(interpolated, shape), tf.reshape(hr_father, shape)
+
+    return tf.data.Dataset.range(num_examples).map(draw_op).map(example_op).prefetch(2)
+
+
+def resolve_pipeline(pipeline: str) -> str:
+    """`Config.pipeline` -> 'host' or 'device': 'auto' is 'device' when a GPU is present, else 'host'."""
+    if pipeline == "auto":
+        return "device" if gpu_compute_capability() is not None else "host"
+    return pipeline
+
+
+PIPELINE_BUILDERS: dict[str, Callable[..., tf.data.Dataset]] = {
+    "host": build_example_dataset,
+    "device": build_device_example_dataset,
+}

@@ -199,9 +199,7 @@ class ZSSR:
     def train(self) -> None:
         """Trains the network for the current scale factor until the learning-rate policy or max_iters stops it."""
         c, h = self.conf, self.history[-1]
-        dataset = data.build_example_dataset(
-            self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
-            self.crop_size, seed=(c.seed, 0, self.stage), num_examples=c.max_iters)
+        dataset = self.example_dataset(c.max_iters)
         self.learning_rate_change_iter_nums = [0]
         self.skipped_steps.assign(0)
         for self.iter, (lr_son, hr_father) in enumerate(dataset):
@@ -220,6 +218,15 @@ class ZSSR:
         h.skipped_steps = int(self.skipped_steps.numpy())
         if h.skipped_steps:
             logging.warning("sf %s: %d steps with non-finite gradients were skipped", self._sf_text, h.skipped_steps)
+
+    def example_dataset(self, num_examples: int) -> tf.data.Dataset:
+        """The current stage's (interpolated lr_son, hr_father) examples, from the pipeline the config picks."""
+        c = self.conf
+        # The device pipeline when asked for, or for auto with a GPU; else the host pipeline.
+        build_dataset = data.PIPELINE_BUILDERS[data.resolve_pipeline(c.pipeline)]
+        return build_dataset(
+            self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
+            self.crop_size, seed=(c.seed, 0, self.stage), num_examples=num_examples)
 
     def quick_test(self) -> None:
         """Reconstruction error of the input from its own son (drives the policy); true error when GT is given."""

@@ -1,0 +1,155 @@
+"""Speed of zssr_tf on this machine, measured in one run (ratios against same-run baselines, as machines are shared).
+
+Measures:
+  * ms per training iteration (example pipeline + train step, as `ZSSR.train` runs them) in float32 and in the
+    precision `--precision=auto` picks here, plus the pipeline alone (ms per example) and the step alone;
+  * the step's achieved GFLOP/s (3 x forward FLOPs of the 8x64 convs on a 128x128 crop) against a 4096^3 float32
+    matmul timed in the same run;
+  * end to end: the `zssr` command on the reference image of ZSSR_TF1_NOTES.md section 11 (wall time, iterations,
+    Y-PSNR), default flags;
+  * the final test (self-ensemble + back-projection) of a 1024x1024 input at x2 (2048x2048 output), and the
+    process's peak resident memory.
+
+  python benchmarks/speed.py [--iters=100] [--skip_end_to_end] [--json] [--out=benchmarks/results/speed.md]
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from zssr_tf import ZSSR, Config
+from zssr_tf.device import resolve_precision
+from zssr_tf.image_io import read_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ORIGINAL_MS_PER_ITER, ORIGINAL_REFERENCE_S = 134.0, 344.0  # the TF1 code on this kind of CPU (issue 4, notes)
+
+
+def conv_flops(conf: Config, crop: int, channels: int = 3) -> float:
+    """Forward FLOPs of the generator on one crop (2 per multiply-add)."""
+    c = [channels] + [conf.width] * (conf.depth - 1) + [channels]
+    return sum(2.0 * crop * crop * 9 * c_in * c_out for c_in, c_out in zip(c[:-1], c[1:]))
+
+
+def matmul_gflops(n: int = 4096, reps: int = 3) -> float:
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    best = min(_timed(lambda: tf.linalg.matmul(a, b).numpy()) for _ in range(reps))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_speed(lr: np.ndarray, conf: Config, iters: int) -> dict:
+    """ms per example (pipeline alone), per step (alone) and per full iteration, as ZSSR.train runs them."""
+    zssr = ZSSR(lr, conf)
+    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.scale_factors[0]), zssr.kernels[0]
+
+    def dataset():
+        return zssr.example_dataset(num_examples=iters + 10)
+
+    examples = iter(dataset())
+    for _ in range(10):
+        next(examples)
+    pipeline = _timed(lambda: [next(examples) for _ in range(iters)]) / iters
+    example = next(iter(dataset()))
+
+    def steps(next_example):
+        for _ in range(iters):
+            loss = zssr._train_step(*next_example())
+        loss.numpy()
+
+    steps(lambda: example)  # warm-up (tracing)
+    step = _timed(lambda: steps(lambda: example)) / iters
+    examples = iter(dataset())
+    iteration = _timed(lambda: steps(lambda: next(examples))) / iters
+    flops = 3 * conv_flops(conf, zssr.crop_size)
+    return dict(precision=zssr.precision, ms_per_iteration=1e3 * iteration, ms_pipeline=1e3 * pipeline,
+                ms_step=1e3 * step, step_gflops=flops / step / 1e9)
+
+
+def end_to_end(extra_flags: list[str]) -> dict:
+    out_dir = tempfile.mkdtemp(prefix="zssr_speed_")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "zssr_tf", f"--input={ROOT}/examples/astronaut.png",
+                    f"--ground_truth={ROOT}/examples/astronaut_gt.png", f"--output_dir={out_dir}", *extra_flags],
+                   check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    wall = time.perf_counter() - start
+    log = json.load(open(os.path.join(out_dir, "astronaut_log.json")))
+    return dict(wall_s=wall, iterations=log["iterations"][-1], psnr_y=log["psnr_y"],
+                drops=log["stages"][-1]["learning_rate_change_iters"])
+
+
+def final_test_speed(conf: Config, size: int = 1024) -> dict:
+    rng = np.random.default_rng(0)
+    lr = np.clip(np.cumsum(rng.normal(0, 0.02, (size, size, 3)), axis=1) % 1.0, 0, 1).astype(np.float32)
+    zssr = ZSSR(lr, conf)
+    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.scale_factors[0]), zssr.kernels[0]
+    seconds = _timed(zssr.final_test)
+    return dict(final_test_s=seconds, input=f"{size}x{size}", output=f"{2 * size}x{2 * size}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--skip_end_to_end", action="store_true")
+    parser.add_argument("--json", action="store_true", help="Also print one JSON line with every number.")
+    parser.add_argument("--out", default=None, help="Markdown file for the table.")
+    args = parser.parse_args()
+
+    lr = read_image(os.path.join(ROOT, "examples", "astronaut.png")).pixels
+    conf = Config()
+    results = {"matmul_gflops": matmul_gflops()}
+    precisions = ["float32"] + ([resolve_precision("auto")] if resolve_precision("auto") != "float32" else [])
+    results["training"] = [training_speed(lr, dataclasses.replace(conf, precision=p), args.iters)
+                           for p in precisions]
+    results["final_test"] = final_test_speed(conf)
+    if not args.skip_end_to_end:
+        results["end_to_end"] = end_to_end([])
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    results["device"] = tf.config.list_physical_devices("GPU") and "GPU" or "CPU"
+
+    lines = [f"Measured in one run on this machine ({results['device']}); float32 4096^3 matmul: "
+             f"{results['matmul_gflops']:.0f} GFLOP/s.", "",
+             "| precision | ms / iteration (pipeline + step) | vs original TF1 (134 ms) | pipeline ms / example "
+             "| pipeline / step | step ms | step GFLOP/s | step / matmul |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in results["training"]:
+        lines.append(f"| {t['precision']} | {t['ms_per_iteration']:.1f} | {ORIGINAL_MS_PER_ITER / t['ms_per_iteration']:.1f}x "
+                     f"| {t['ms_pipeline']:.2f} | {100 * t['ms_pipeline'] / t['ms_step']:.0f}% | {t['ms_step']:.1f} "
+                     f"| {t['step_gflops']:.0f} | {100 * t['step_gflops'] / results['matmul_gflops']:.0f}% |")
+    f = results["final_test"]
+    lines += ["", f"Final test (8 transforms, 10 back-projections each and after the median, default precision) of a "
+              f"{f['input']} input ({f['output']} output): {f['final_test_s']:.1f} s; peak RSS of the whole "
+              f"benchmark process: {results['peak_rss_gb']:.2f} GB."]
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        lines += ["", f"End to end, `zssr` with default flags on the reference image (incl. start-up): "
+                  f"{e['wall_s']:.1f} s ({ORIGINAL_REFERENCE_S / e['wall_s']:.1f}x faster than the original's 344 s), "
+                  f"{e['iterations']} iterations, learning-rate drops at {e['drops']}, Y-PSNR {e['psnr_y']:.3f} dB "
+                  "(original: 35.192)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.json:
+        print(json.dumps(results))
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(text)
+
+
+if __name__ == "__main__":
+    main()
