@@ -76,8 +76,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     image = read_image(input_path)
     color, alpha = _split_alpha(image.pixels)
     gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
-    zssr = ZSSR(color, conf, ground_truth=gt, kernels=kernels)  # validates everything before anything is written
-    prepare_output_dir(conf, output_dir)
+    # The image's name tags its log lines (the original named array inputs' outputs after it).
+    zssr = ZSSR(color, dataclasses.replace(conf, name=name), ground_truth=gt, kernels=kernels)
+    prepare_output_dir(conf, output_dir)  # only now: ZSSR() has validated the image, ground truth and kernels
     zssr.run()
     for path, sf, sr in zip(outputs, conf.scale_factors, zssr.outputs):
         if alpha is not None:

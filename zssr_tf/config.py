@@ -109,7 +109,8 @@ class Config:
     output_flip: bool = _field(
         True, "Whether the final test averages (median) the 8 rotations and mirrors of the input (4 for "
         "anisotropic scale factors).")
-    name: str = _field("test", "Name of the run: the output name when the input is an array.")
+    name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's "
+                       "file name).")
     seed: int = _field(0, "Seed of every random choice (weights, fathers, noise): same seed, same output.")
 
     def __post_init__(self) -> None:

@@ -164,7 +164,8 @@ class ZSSR:
 
     @property
     def _sf_text(self) -> str:
-        return "x".join(f"{s:g}" for s in self.sf)
+        """Log-line prefix: the run's name and the stage's scale factor."""
+        return f"{self.conf.name} x{'x'.join(f'{s:g}' for s in self.sf)}"
 
     @property
     def learning_rate(self) -> float:
@@ -190,7 +191,7 @@ class ZSSR:
             self.history[-1].final_test_seconds = time.perf_counter() - start
             self.hr_fathers_sources.append(output)
             self.outputs.append(output)
-            logging.info("sf %s done: %d iterations, learning-rate drops at %s, train %.1f s, "
+            logging.info("%s done: %d iterations, learning-rate drops at %s, train %.1f s, "
                          "final test %.1f s", self._sf_text, self.history[-1].iterations,
                          self.history[-1].learning_rate_change_iters, self.history[-1].train_seconds,
                          self.history[-1].final_test_seconds)
@@ -208,7 +209,7 @@ class ZSSR:
             if self.iter % c.display_every == 0:
                 h.loss_steps.append(self.iter)
                 h.losses.append(float(loss))
-                logging.info("sf %s iteration %d: loss %.6f, learning rate %.1e", self._sf_text, self.iter,
+                logging.info("%s iteration %d: loss %.6f, learning rate %.1e", self._sf_text, self.iter,
                              h.losses[-1], self.learning_rate)
             if c.run_test and self.iter % c.run_test_every == 0:
                 self.quick_test()
@@ -237,7 +238,7 @@ class ZSSR:
         reconstruction = self.forward_pass(self.father_to_son(self.input, self._test_rng), self.input.shape)
         h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
         h.test_steps.append(self.iter)
-        logging.info("sf %s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
+        logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
                      h.reconstruction_mse[-1], f", true MSE {h.true_mse[-1]:.5e}" if h.true_mse else "")
 
     def learning_rate_policy(self) -> None:
@@ -254,7 +255,7 @@ class ZSSR:
         self.optimizer.learning_rate.assign(self.learning_rate / 10)
         self.learning_rate_change_iter_nums.append(self.iter)
         h.learning_rate_change_iters.append(self.iter)
-        logging.info("sf %s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
+        logging.info("%s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
                      self.learning_rate)
 
     def father_to_son(self, hr_father: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
