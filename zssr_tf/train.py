@@ -22,7 +22,7 @@ from zssr_tf import data, inference
 from zssr_tf.device import resolve_precision
 from zssr_tf.config import Config
 from zssr_tf.image_io import read_image
-from zssr_tf.imresize import imresize
+from zssr_tf.imresize import fix_scale_and_shape, imresize
 from zssr_tf.kernels import preprocess_kernels
 from zssr_tf.losses import l1_loss
 from zssr_tf.models import build_zssr_generator
@@ -177,7 +177,7 @@ class ZSSR:
         c = self.conf
         for stage, (sf, kernel) in enumerate(zip(c.scale_factors, self.kernels)):
             self.stage, self.sf, self.kernel = stage, np.array(sf), kernel
-            self.output_shape = tuple(np.ceil(np.array(self.input.shape[:2]) * self.sf - 1e-9).astype(int))
+            self.output_shape = fix_scale_and_shape(self.input.shape, self.sf)[1]
             if stage > 0 and c.init_net_for_each_sf:
                 self.build_network(stage)
             self.optimizer.learning_rate.assign(c.learning_rate)
@@ -265,7 +265,7 @@ class ZSSR:
     def forward_pass(self, lr_image: np.ndarray, output_shape: Sequence[int] | None = None) -> np.ndarray:
         """The network on the interpolated LR image; float32 in [0, 1] of `output_shape` (default ceil(sf*size))."""
         if output_shape is None:
-            output_shape = np.ceil(np.array(lr_image.shape[:2]) * self.sf - 1e-9).astype(int)
+            output_shape = fix_scale_and_shape(lr_image.shape, self.sf)[1]
         interpolated = data.interpolate(lr_image, self.sf, output_shape, self.conf.upscale_method)
         # Tiles overlap by the receptive-field radius (depth pixels for 3x3 convolutions): same result, less memory.
         return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
