@@ -48,7 +48,7 @@ def main() -> None:
                         f"--output_dir={out_dir}", f"--seed={args.seed}", *args.extra_flags.split()],
                        check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         wall = time.perf_counter() - start
-        log = json.load(open(os.path.join(out_dir, "log.json")))
+        log = json.load(open(os.path.join(out_dir, "astronaut_log.json")))
         sr = read_image(log["outputs"][-1]).pixels
         outputs.append(log["outputs"][-1])
         stage = log["stages"][-1]
