@@ -17,10 +17,13 @@ setup(
         "opencv-python-headless",
         "scikit-image",
         "absl-py",
+        "tqdm",
     ],
     extras_require={
-        "test": ["pytest"],
-        "notebooks": ["matplotlib", "nbclient", "ipykernel"],
+        # The notebook tests (tests/test_notebooks.py) execute notebooks/ in a kernel.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
+        # ipywidgets: tqdm.auto's progress widget (zssr_tf/summaries.py) instead of its console fallback.
+        "notebooks": ["matplotlib", "ipykernel", "nbclient", "nbformat", "ipywidgets"],
     },
     entry_points={"console_scripts": ["zssr=zssr_tf.cli:run"]},
 )

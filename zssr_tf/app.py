@@ -3,7 +3,8 @@
 The command line and notebooks call `run()` (one image) or `run_folder()` (the original `run_ZSSR.py`); the trainers
 never touch files. Everything goes under `output_dir`: `config.json` (the effective configuration), one SR image
 per scale stage named as the original names them, `<name>_log.json` (losses, quick tests, learning-rate drops,
-timings) and, for folders, `results.csv`. Every file is written atomically.
+timings), for folders `results.csv`, and on request the trained network `<name>_zssr.keras` and TensorBoard event
+files (`tb/<name>/`). Every file but the event files is written atomically.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from zssr_tf.config import Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
+from zssr_tf.models.weights import saved_weight_shapes
 from zssr_tf.train import ZSSR
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
@@ -43,14 +45,21 @@ class RunResult:
     psnr_y: float | None = None  # vs ground truth, no border shave
     psnr_y_shaved: float | None = None  # border of ceil(scale factor) pixels shaved, as SR papers report
     status: str = "done"
+    model: str | None = None  # the exported network (export_model)
 
 
 def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
     return [os.path.join(output_dir, output_name(input_path, sf)) for sf in conf.scale_factors]
 
 
+def model_path(input_path: str, output_dir: str) -> str:
+    """Where `export_model` saves an image's network: `<output_dir>/<name>_zssr.keras`."""
+    return os.path.join(output_dir, f"{os.path.splitext(os.path.basename(input_path))[0]}_zssr.keras")
+
+
 def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
-        kernels: Sequence[str] | None = None, overwrite: bool = True) -> RunResult:
+        kernels: Sequence[str] | None = None, overwrite: bool = True, tensorboard_dir: str | None = None,
+        export_model: bool = False) -> RunResult:
     """Super-resolves one image file with ZSSR and writes the results.
 
     Args:
@@ -60,6 +69,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
       ground_truth: optional HR image for monitoring and the reported PSNR.
       kernels: optional kernel files (.mat/.npy), one per scale factor.
       overwrite: when False and every output exists already, nothing is done (status "skipped").
+      tensorboard_dir: optional; TensorBoard event files go to `<tensorboard_dir>/<name>/`.
+      export_model: whether to save the trained network (the last stage's) as `<output_dir>/<name>_zssr.keras`,
+        which `Config.init_weights` can start other runs from.
 
     Returns:
       A RunResult. The SR image keeps the input's channels (alpha is interpolated, not learned) and bit depth.
@@ -77,8 +89,11 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     color, alpha = _split_alpha(image.pixels)
     gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
     # The image's name tags its log lines (the original named array inputs' outputs after it).
-    zssr = ZSSR(color, dataclasses.replace(conf, name=name), ground_truth=gt, kernels=kernels)
-    prepare_output_dir(conf, output_dir)  # only now: ZSSR() has validated the image, ground truth and kernels
+    summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name)
+    zssr = ZSSR(color, dataclasses.replace(conf, name=name), ground_truth=gt, kernels=kernels,
+                summary_dir=summary_dir)
+    # Only now: ZSSR() has validated the image, ground truth, kernels and initial weights.
+    prepare_output_dir(conf, output_dir)
     zssr.run()
     for path, sf, sr in zip(outputs, conf.scale_factors, zssr.outputs):
         if alpha is not None:
@@ -87,6 +102,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         write_image(path, sr, image.bit_depth)
     result = RunResult(name=name, outputs=outputs, image=zssr.outputs[-1], seconds=time.perf_counter() - start,
                        iterations=[h.iterations for h in zssr.history])
+    if export_model:
+        result.model = model_path(input_path, output_dir)
+        zssr.export_model(result.model)
     if zssr.gt_per_sf is not None:
         result.psnr_y = metrics.psnr(result.image, zssr.gt_per_sf)
         result.psnr_y_shaved = metrics.psnr(result.image, zssr.gt_per_sf,
@@ -131,19 +149,27 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
     return jobs
 
 
-def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False) -> list[RunResult]:
+def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
+               tensorboard_dir: str | None = None, export_model: bool = False) -> list[RunResult]:
     """ZSSR on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
 
-    An image that fails is reported in results.csv (status "error: ...") and the others go on.
+    An image that fails is reported in results.csv (status "error: ...") and the others go on. `tensorboard_dir`
+    and `export_model` are as in `run`, per image.
+
+    Raises:
+      ImageError: the folder has no images. ValueError: `conf.init_weights` is missing or unreadable.
     """
     jobs = find_inputs(input_dir, conf.num_stages)
+    if conf.init_weights:
+        saved_weight_shapes(conf.init_weights)  # fail before writing anything, not once per image
     prepare_output_dir(conf, output_dir)
     results = []
     for index, (input_path, ground_truth, kernels) in enumerate(jobs):
         logging.info("image %d of %d: %s (ground truth: %s, kernels: %s)", index + 1, len(jobs), input_path,
                      ground_truth or "none", ", ".join(map(os.path.basename, kernels)) if kernels else "none")
         try:
-            result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite)
+            result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite, tensorboard_dir,
+                         export_model)
         except (ImageError, ValueError) as e:  # KernelError and ConfigError are ValueErrors
             logging.error("%s: %s", input_path, e)
             name = os.path.splitext(os.path.basename(input_path))[0]

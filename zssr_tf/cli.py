@@ -30,6 +30,11 @@ flags.DEFINE_list("kernels", None, "Optional downscaling kernel files (.mat with
                   "'kernel', or .npy), comma separated, one per scale factor.")
 flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs already exist in --output_dir "
                      "(otherwise they are skipped).")
+flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
+                     "reconstruction error, true PSNR with ground truth, each stage's output) to "
+                     "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
+flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained network (of the last stage) as "
+                     "<output_dir>/<image name>_zssr.keras, which --init_weights can start other runs from.")
 
 
 def _define_config_flags() -> None:
@@ -82,11 +87,13 @@ def main(argv: list[str]) -> None:
               "<name>_<i>.mat", 2)
     try:
         conf = config_from_flags()
+        extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,
+                  "export_model": FLAGS.export_model}
         if folder:
-            results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite)
+            results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras)
         else:
             results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth, FLAGS.kernels,
-                               FLAGS.overwrite)]
+                               FLAGS.overwrite, **extras)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except MemoryError:
@@ -105,19 +112,23 @@ def _summary(result: app.RunResult) -> str:
            f"({'+'.join(map(str, result.iterations))} iterations)"
     if result.psnr_y is not None:
         text += f", Y-PSNR {result.psnr_y:.3f} dB vs ground truth ({result.psnr_y_shaved:.3f} with border shave)"
+    if result.model is not None:
+        text += f"; network saved as {result.model}"
     return text
 
 
 USAGE = """Zero-shot super-resolution (ZSSR) of an image or a folder of images.
 
   zssr --input=IMG_OR_DIR --output_dir=DIR [--flagfile=flags/NAME.cfg] [--ground_truth=HR] [--kernels=K.mat] ...
+       [--tensorboard] [--export_model] [--init_weights=NET.keras]
 """
 
 
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
-    for name in ("input", "output_dir", "ground_truth", "kernels", "overwrite", *FIELD_NAMES):
+    for name in ("input", "output_dir", "ground_truth", "kernels", "overwrite", "tensorboard", "export_model",
+                 *FIELD_NAMES):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

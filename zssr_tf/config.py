@@ -18,6 +18,7 @@ from zssr_tf.imresize import KERNEL_NAMES
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("auto", "host", "device")
+INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
 
 ScalePair = tuple[float, float]
 
@@ -51,6 +52,9 @@ class Config:
         "from the interpolated input.")
     learn_residual: bool = _field(
         True, "Whether the network learns the residual between the interpolated LR son and the HR father.")
+    init_weights: str = _field(
+        "", "Network weights to start from instead of random ones (a .keras file saved with --export_model, or "
+        ".weights.h5), fine-tuned on each image: a pretrained start point. Empty starts from random weights.")
     # Degradation model.
     downscale_method: str = _field(
         "cubic", f"Kernel used to make LR sons when no kernel file is given; one of {', '.join(KERNEL_NAMES)}.")
@@ -112,6 +116,9 @@ class Config:
     name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's "
                        "file name).")
     seed: int = _field(0, "Seed of every random choice (weights, fathers, noise): same seed, same output.")
+    progress: bool = _field(
+        True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
+        "in a notebook or on a terminal; where stderr is not a terminal the log lines report progress instead.")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -338,3 +345,5 @@ def _validate(c: Config) -> None:
           f"learning_rate_slope_range // run_test_every = {c.slope_points}: the policy needs at least 3 "
           "quick-test points to fit a line and its error")
     check(c.seed >= 0, "seed: must be >= 0")
+    check(not c.init_weights or c.init_weights.endswith(INIT_WEIGHTS_SUFFIXES),
+          f"init_weights: {c.init_weights} is not a {' or '.join(INIT_WEIGHTS_SUFFIXES)} file")

@@ -3,7 +3,8 @@
 `ZSSR(input_img, conf, ground_truth, kernels).run()` keeps the original's call shape and method names (`train`,
 `quick_test`, `learning_rate_policy`, `father_to_son`, `forward_pass`, `final_test`) so porters recognise it. Inside,
 the step is a small `tf.function` over a `tf.data` pipeline; the Python loop owns the quick tests, the learning-rate
-policy and logging.
+policy, logging, the progress bar and TensorBoard summaries (`zssr_tf.summaries`). The network can start from saved
+weights (`Config.init_weights`) and be saved for reuse (`ZSSR.export_model`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zssr_tf import data, inference
+from zssr_tf import data, inference, summaries
 from zssr_tf.device import resolve_precision
 from zssr_tf.config import Config
 from zssr_tf.image_io import read_image
@@ -26,6 +27,7 @@ from zssr_tf.imresize import fix_scale_and_shape, imresize
 from zssr_tf.kernels import preprocess_kernels
 from zssr_tf.losses import l1_loss
 from zssr_tf.models import build_zssr_generator
+from zssr_tf.models.weights import load_init_weights, save_model
 
 MIN_INPUT_SIZE = 4
 
@@ -93,11 +95,19 @@ class ZSSR:
       conf: a `Config` (defaults: x2 one jump, bicubic).
       ground_truth: optional HR image (path or array) for monitoring the true error; never used for training.
       kernels: optional downscaling kernels, one per scale factor (paths to .mat/.npy or 2-D arrays).
+      summary_dir: optional directory for TensorBoard event files (created by `run`): loss, learning rate, stage,
+        quick-test errors (true PSNR with ground truth) over the iterations of all stages, and each stage's output.
+
+    Raises:
+      ValueError: bad image, ground truth, kernels or `conf.init_weights` (one line).
     """
 
     def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
-                 kernels: Sequence[Any] | None = None):
+                 kernels: Sequence[Any] | None = None, summary_dir: str | os.PathLike | None = None):
         self.conf = conf or Config()
+        self.summary_dir = summary_dir
+        self._summaries: summaries.SummaryWriter | None = None
+        self._step_offset = 0  # iterations of the earlier stages: TensorBoard's step counts across stages
         self.input = as_image(input_img, "input")
         self.squeeze_output = not isinstance(input_img, (str, os.PathLike)) and np.ndim(input_img) == 2
         if min(self.input.shape[:2]) < MIN_INPUT_SIZE:
@@ -121,11 +131,13 @@ class ZSSR:
 
     # Network and steps.
     def build_network(self, stage: int) -> None:
-        """New weights and a new Adam (the original's `init_sess(init_weights=True)`)."""
+        """New weights (random, or `conf.init_weights`) and a new Adam (the original's `init_sess`)."""
         c = self.conf
         self.model = build_zssr_generator(
             channels=self.channels, depth=c.depth, width=c.width, init_variance=c.init_variance,
             learn_residual=c.learn_residual, seed=c.seed * 1000 + stage * 100, dtype_policy=self.precision)
+        if c.init_weights:
+            load_init_weights(self.model, c.init_weights)
         # TF1's Adam epsilon (Keras's default is 1e-7). The learning rate lives in the optimizer's variable, so
         # changing it keeps Adam's moments, also across gradual stages.
         adam = keras.optimizers.Adam(learning_rate=c.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
@@ -171,10 +183,29 @@ class ZSSR:
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate.numpy())
 
+    @property
+    def global_step(self) -> int:
+        """The current iteration counted over all stages so far (TensorBoard's step)."""
+        return self._step_offset + self.iter
+
     # The original's methods.
     def run(self) -> np.ndarray:
         """Runs every scale factor; returns the last stage's SR image (float32 in [0, 1])."""
+        if self.summary_dir is not None:
+            self._summaries = summaries.SummaryWriter(os.fspath(self.summary_dir))
+        try:
+            self._run_stages()
+        finally:
+            if self._summaries is not None:
+                self._summaries.close()
+                self._summaries = None
+        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
+
+    def _run_stages(self) -> None:
         c = self.conf
+        self._step_offset = 0
+        if self._summaries is not None and self.gt is not None:
+            self._summaries.image("images/ground_truth", self.gt, step=0)
         for stage, (sf, kernel) in enumerate(zip(c.scale_factors, self.kernels)):
             self.stage, self.sf, self.kernel = stage, np.array(sf), kernel
             self.output_shape = fix_scale_and_shape(self.input.shape, self.sf)[1]
@@ -195,7 +226,10 @@ class ZSSR:
                          "final test %.1f s", self._sf_text, self.history[-1].iterations,
                          self.history[-1].learning_rate_change_iters, self.history[-1].train_seconds,
                          self.history[-1].final_test_seconds)
-        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
+            self._step_offset += self.history[-1].iterations
+            if self._summaries is not None:
+                self._summaries.image("images/sr", output, step=self._step_offset - 1)
+                self._summaries.flush()  # a stage's curves and image show up in TensorBoard when it ends
 
     def train(self) -> None:
         """Trains the network for the current scale factor until the learning-rate policy or max_iters stops it."""
@@ -203,19 +237,27 @@ class ZSSR:
         dataset = self.example_dataset(c.max_iters)
         self.learning_rate_change_iter_nums = [0]
         self.skipped_steps.assign(0)
-        for self.iter, (lr_son, hr_father) in enumerate(dataset):
-            loss = self._train_step(lr_son, hr_father)
-            h.iterations = self.iter + 1
-            if self.iter % c.display_every == 0:
-                h.loss_steps.append(self.iter)
-                h.losses.append(float(loss))
-                logging.info("%s iteration %d: loss %.6f, learning rate %.1e", self._sf_text, self.iter,
-                             h.losses[-1], self.learning_rate)
-            if c.run_test and self.iter % c.run_test_every == 0:
-                self.quick_test()
-            self.learning_rate_policy()
-            if self.learning_rate < c.min_learning_rate:
-                break
+        with summaries.progress_bar(c.max_iters, self._sf_text, c.progress) as bar:
+            for self.iter, (lr_son, hr_father) in enumerate(dataset):
+                loss = self._train_step(lr_son, hr_father)
+                h.iterations = self.iter + 1
+                # The loss is read (a device sync) only here; the bar and summaries reuse what is read anyway.
+                if self.iter % c.display_every == 0:
+                    h.loss_steps.append(self.iter)
+                    h.losses.append(float(loss))
+                    learning_rate = self.learning_rate
+                    logging.info("%s iteration %d: loss %.6f, learning rate %.1e", self._sf_text, self.iter,
+                                 h.losses[-1], learning_rate)
+                    bar.set_postfix_str(f"loss {h.losses[-1]:.5f}, lr {learning_rate:.1e}", refresh=False)
+                    if self._summaries is not None:
+                        self._summaries.scalars({"train/loss": h.losses[-1], "train/learning_rate": learning_rate,
+                                                 "stage": self.stage}, step=self.global_step)
+                bar.update(1)
+                if c.run_test and self.iter % c.run_test_every == 0:
+                    self.quick_test()
+                self.learning_rate_policy()
+                if self.learning_rate < c.min_learning_rate:
+                    break
         h.skipped_steps = int(self.skipped_steps.numpy())
         if h.skipped_steps:
             logging.warning("sf %s: %d steps with non-finite gradients were skipped", self._sf_text, h.skipped_steps)
@@ -240,6 +282,12 @@ class ZSSR:
         h.test_steps.append(self.iter)
         logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
                      h.reconstruction_mse[-1], f", true MSE {h.true_mse[-1]:.5e}" if h.true_mse else "")
+        if self._summaries is not None:
+            values = {"quick_test/reconstruction_mse": h.reconstruction_mse[-1]}
+            if self.gt_per_sf is not None:
+                values.update({"quick_test/true_mse": h.true_mse[-1],
+                               "quick_test/true_psnr": summaries.psnr_of_mse(h.true_mse[-1])})
+            self._summaries.scalars(values, step=self.global_step)
 
     def learning_rate_policy(self) -> None:
         """Divides the learning rate by 10 when the reconstruction error stops falling (see the config)."""
@@ -270,6 +318,10 @@ class ZSSR:
         # Tiles overlap by the receptive-field radius (depth pixels for 3x3 convolutions): same result, less memory.
         return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
                                        self.conf.tile_size, margin=self.conf.depth)
+
+    def export_model(self, path: str | os.PathLike) -> None:
+        """Saves the network (after `run`: the last stage's) as a Keras `.keras` file, for `Config.init_weights`."""
+        save_model(self.model, path)
 
     def final_test(self) -> np.ndarray:
         return inference.final_test(
