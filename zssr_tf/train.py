@@ -145,6 +145,7 @@ class ZSSR:
         loss_scaled = self.precision == "mixed_float16"
         self.optimizer = keras.optimizers.LossScaleOptimizer(adam) if loss_scaled else adam
         self.optimizer.build(self.model.trainable_variables)
+        self._learning_rate = c.learning_rate
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         model, optimizer, skipped = self.model, self.optimizer, self.skipped_steps
 
@@ -181,7 +182,13 @@ class ZSSR:
 
     @property
     def learning_rate(self) -> float:
-        return float(self.optimizer.learning_rate.numpy())
+        """The current learning rate. A Python mirror of the optimizer's variable: reading the variable every
+        iteration would cost a device round trip per step."""
+        return self._learning_rate
+
+    def set_learning_rate(self, value: float) -> None:
+        self._learning_rate = value
+        self.optimizer.learning_rate.assign(value)
 
     @property
     def global_step(self) -> int:
@@ -211,7 +218,7 @@ class ZSSR:
             self.output_shape = fix_scale_and_shape(self.input.shape, self.sf)[1]
             if stage > 0 and c.init_net_for_each_sf:
                 self.build_network(stage)
-            self.optimizer.learning_rate.assign(c.learning_rate)
+            self.set_learning_rate(c.learning_rate)
             self.gt_per_sf = self._ground_truth_for_stage()
             self.history.append(StageHistory(scale_factor=tuple(sf)))
             start = time.perf_counter()
@@ -300,7 +307,7 @@ class ZSSR:
         if len(h.test_steps) < 3 or not learning_rate_should_drop(
                 h.test_steps[-n:], h.reconstruction_mse[-n:], c.learning_rate_change_ratio):
             return
-        self.optimizer.learning_rate.assign(self.learning_rate / 10)
+        self.set_learning_rate(self.learning_rate / 10)
         self.learning_rate_change_iter_nums.append(self.iter)
         h.learning_rate_change_iters.append(self.iter)
         logging.info("%s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
