@@ -18,6 +18,7 @@ setup(
         "scikit-image",
         "absl-py",
         "tqdm",
+        "tensorboard",
     ],
     extras_require={
         # The notebook tests (tests/test_notebooks.py) execute notebooks/ in a kernel.

@@ -48,3 +48,8 @@ def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
     if np.array_equal(sr, hr):
         return float("inf")
     return float(skimage.metrics.peak_signal_noise_ratio(hr, sr, data_range=255.0))
+
+
+def psnr_of_mse(mse: float, peak: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error (of [0, 1] images by default); capped at 200 dB for identical images."""
+    return float(10 * np.log10(peak**2 / max(mse, 1e-20 * peak**2)))

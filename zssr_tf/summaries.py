@@ -4,10 +4,8 @@ Both are fed from the trainer's Python loop with values it has already read (los
 iterations, quick-test errors, each stage's output), never from inside the `tf.function` step, so they add no
 device synchronisation.
 
-TensorBoard: TensorFlow 2.21 no longer installs TensorBoard, and without it `tf.summary.scalar`/`image` raise. The
-writer below therefore writes the records itself with core `tf.summary.write` and the metadata of TensorBoard's
-scalar and image plugins, so the event files are the ones those functions would write and `tensorboard --logdir`
-(installed separately) shows them as usual.
+TensorBoard: `tf.summary.scalar`/`image` (they need the `tensorboard` package, which TensorFlow 2.21 no longer
+installs itself; it is one of our requirements).
 
 Progress: `tqdm.auto` draws a widget in notebooks and a line that updates in place on a terminal. Anywhere else
 (stderr redirected to a log file, CI) the bar is switched off, because carriage-return updates turn into one line
@@ -31,19 +29,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-# What TensorBoard's plugins expect (tensorboard/plugins/{scalar,image}/metadata.py): the plugin's name, and the
-# data class that tells its data server how to read the tensor. The plugins' own content protos are empty.
-_SCALAR_METADATA = tf.compat.v1.SummaryMetadata(data_class="DATA_CLASS_SCALAR")
-_SCALAR_METADATA.plugin_data.plugin_name = "scalars"
-_IMAGE_METADATA = tf.compat.v1.SummaryMetadata(data_class="DATA_CLASS_BLOB_SEQUENCE")
-_IMAGE_METADATA.plugin_data.plugin_name = "images"
-
-
-def psnr_of_mse(mse: float) -> float:
-    """PSNR in dB of a mean squared error of [0, 1] images (peak 1); capped at 200 dB for identical images."""
-    return float(10 * np.log10(1.0 / max(mse, 1e-20)))
-
-
 class SummaryWriter:
     """TensorBoard scalars and images of one run, in the event files of one directory.
 
@@ -59,17 +44,15 @@ class SummaryWriter:
         """Writes each `tag: value` as a TensorBoard scalar at `step`."""
         with self._writer.as_default():
             for tag, value in values.items():
-                tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=_SCALAR_METADATA)
+                tf.summary.scalar(tag, float(value), step=step)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """Writes one image (H x W x C float in [0, 1], C = 1, 3 or 4) as a TensorBoard image at `step`."""
-        pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+        """Writes one image (H x W or H x W x C float in [0, 1], C = 1, 3 or 4) as a TensorBoard image at `step`."""
+        pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)  # rounded, as the saved images
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
-        # The image plugin's tensor: [width, height, PNG, ...] as strings.
-        tensor = tf.stack([tf.as_string(pixels.shape[1]), tf.as_string(pixels.shape[0]), tf.io.encode_png(pixels)])
         with self._writer.as_default():
-            tf.summary.write(tag, tensor, step=step, metadata=_IMAGE_METADATA)
+            tf.summary.image(tag, pixels[None], step=step)
 
     def flush(self) -> None:
         self._writer.flush()

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zssr_tf import data, inference, summaries
+from zssr_tf import data, inference, metrics, summaries
 from zssr_tf.device import resolve_precision
 from zssr_tf.config import Config
 from zssr_tf.image_io import read_image
@@ -293,7 +293,7 @@ class ZSSR:
             values = {"quick_test/reconstruction_mse": h.reconstruction_mse[-1]}
             if self.gt_per_sf is not None:
                 values.update({"quick_test/true_mse": h.true_mse[-1],
-                               "quick_test/true_psnr": summaries.psnr_of_mse(h.true_mse[-1])})
+                               "quick_test/true_psnr": metrics.psnr_of_mse(h.true_mse[-1])})
             self._summaries.scalars(values, step=self.global_step)
 
     def learning_rate_policy(self) -> None:
