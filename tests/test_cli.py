@@ -148,6 +148,7 @@ def bad_inputs(tmp_path):
         ([f"--input={tmp_path / 'no_images'}"], 1, "no images"),
         ([f"--input={tmp_path / 'tiny.png'}"], 1, "too small"),
         ([], 2, "--input is required"),
+        ([f"--input={tmp_path / 'ok.png'}", "--max_output_megapixels=0.001"], 1, "too large"),
         ([ok, "--scale_factors=0.5"], 1, "must upscale"),
         ([ok, "--scale_factors=1"], 1, "must upscale"),
         ([ok, "--scale_factors=two"], 1, "not a number"),

@@ -106,6 +106,9 @@ class Config:
     pipeline: str = _field(
         "auto", "Where training examples are made: host (numpy/OpenCV in a background thread; fastest on a CPU), "
         "device (TensorFlow ops; on the GPU when there is one), or auto (device when a GPU is present, else host).")
+    max_output_megapixels: float = _field(
+        16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
+        "megapixel, so larger images are refused up front; raise it on machines with more memory.")
     tile_size: int = _field(
         512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result "
         "is the same as in one piece).")
@@ -335,6 +338,7 @@ def _validate(c: Config) -> None:
         value = getattr(c, name)
         check(math.isfinite(value) and value >= 0, f"{name}: must be a finite number >= 0, got {value}")
     check(c.learning_rate > 0, "learning_rate: must be > 0")
+    check(c.max_output_megapixels > 0, "max_output_megapixels: must be > 0")
     check(math.isfinite(c.noise_std) and c.noise_std >= 0, f"noise_std: must be >= 0, got {c.noise_std}")
     p_leave, p_no_interp = c.augment_leave_as_is_probability, c.augment_no_interpolate_probability
     check(0 <= p_leave <= 1 and 0 <= p_no_interp <= 1 and p_leave + p_no_interp <= 1,

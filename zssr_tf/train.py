@@ -113,6 +113,10 @@ class ZSSR:
         if min(self.input.shape[:2]) < MIN_INPUT_SIZE:
             raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too small "
                              f"(at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels)")
+        out_h, out_w = fix_scale_and_shape(self.input.shape, np.max(self.conf.scale_factors, axis=0))[1]
+        if out_h * out_w > self.conf.max_output_megapixels * 1e6:
+            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too large: the output would be "
+                             f"{out_h}x{out_w}, over max_output_megapixels={self.conf.max_output_megapixels:g}")
         self.gt = None if ground_truth is None else as_image(ground_truth, "ground truth")
         if self.gt is not None and self.gt.shape[2] != self.input.shape[2]:
             raise ValueError(f"ground truth has {self.gt.shape[2]} channels, the input {self.input.shape[2]}")
