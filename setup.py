@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["zssr_tf", "zssr_tf.*"]),
+    # The NIQE pristine model (zssr_tf.metrics.niqe) and its Apache-2.0 NOTICE.
+    package_data={"zssr_tf": ["resources/*.npz", "resources/NOTICE"]},
     install_requires=[
         "tensorflow>=2.16",
         "numpy",
