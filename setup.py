@@ -21,6 +21,7 @@ setup(
         "absl-py",
         "tqdm",
         "tensorboard",
+        "matplotlib",
     ],
     extras_require={
         # The notebook tests (tests/test_notebooks.py) execute notebooks/ in a kernel.

@@ -52,7 +52,11 @@ def test_entry_point_writes_the_named_output_config_and_log(tmp_path):
     result = zssr_subprocess(f"--input={tmp_path / 'in.png'}", f"--ground_truth={tmp_path / 'in_gt.png'}",
                              f"--output_dir={tmp_path / 'out'}", "--seed=3", *TINY)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_zssr_X2.00X2.00.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_comparison.png", "in_log.json",
+                                                    "in_training.png", "in_zssr_X2.00X2.00.png"]
+    # With ground truth: the training curves and a bicubic | ZSSR | ground truth crop (3 zoomed 40x44 panels).
+    assert read_image(tmp_path / "out" / "in_comparison.png").pixels.shape == (80, 3 * 88 + 2 * 8, 3)
+    assert read_image(tmp_path / "out" / "in_training.png").pixels.shape[1] > 500
     assert read_image(tmp_path / "out" / "in_zssr_X2.00X2.00.png").pixels.shape == (40, 44, 3)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["seed"] == 3 and config["width"] == 8 and config["scale_factors"] == [[2.0, 2.0]]

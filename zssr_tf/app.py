@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 from absl import logging
 
-from zssr_tf import metrics
+from zssr_tf import metrics, pictures
 from zssr_tf.config import Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
@@ -109,6 +109,11 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         result.psnr_y = metrics.psnr(result.image, zssr.gt_per_sf)
         result.psnr_y_shaved = metrics.psnr(result.image, zssr.gt_per_sf,
                                             border=math.ceil(max(conf.final_scale_factor)))
+        pictures.plot_training(zssr.history, os.path.join(output_dir, f"{name}_training.png"))
+        bicubic = imresize(color, conf.final_scale_factor, output_shape=result.image.shape[:2],
+                           kernel=conf.upscale_method)
+        pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, zssr.gt_per_sf,
+                                 os.path.join(output_dir, f"{name}_comparison.png"))
     log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []),
            **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
            "stages": [dataclasses.asdict(h) for h in zssr.history]}
