@@ -35,6 +35,19 @@ def rgb_to_y(image_255: np.ndarray) -> np.ndarray:
     return 16.0 + image_255[..., :3] @ _Y_WEIGHTS / 255.0
 
 
+def _compared_planes(metric: str, sr: np.ndarray, hr: np.ndarray, border: int,
+                     y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """What full-reference metrics compare: 8-bit values, luma of RGB images when asked, border shaved."""
+    sr, hr = to_8bit_values(sr), to_8bit_values(hr)
+    if sr.shape != hr.shape:
+        raise ValueError(f"{metric}: shapes differ, {sr.shape} vs {hr.shape}")
+    if y_channel and sr.ndim == 3 and sr.shape[2] >= 3:
+        sr, hr = rgb_to_y(sr), rgb_to_y(hr)
+    if border:
+        sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
+    return sr, hr
+
+
 def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True) -> float:
     """PSNR in dB between two images of the same size.
 
@@ -47,13 +60,7 @@ def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
     Returns:
       PSNR in dB (inf for identical images).
     """
-    sr, hr = to_8bit_values(sr), to_8bit_values(hr)
-    if sr.shape != hr.shape:
-        raise ValueError(f"psnr: shapes differ, {sr.shape} vs {hr.shape}")
-    if y_channel and sr.ndim == 3 and sr.shape[2] >= 3:
-        sr, hr = rgb_to_y(sr), rgb_to_y(hr)
-    if border:
-        sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
+    sr, hr = _compared_planes("psnr", sr, hr, border, y_channel)
     if np.array_equal(sr, hr):
         return float("inf")
     return float(skimage.metrics.peak_signal_noise_ratio(hr, sr, data_range=255.0))
@@ -110,13 +117,7 @@ def ssim(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
     Raises:
       ValueError: the shapes differ or the (shaved) image is smaller than the 11x11 window.
     """
-    sr, hr = to_8bit_values(sr), to_8bit_values(hr)
-    if sr.shape != hr.shape:
-        raise ValueError(f"ssim: shapes differ, {sr.shape} vs {hr.shape}")
-    if y_channel and sr.ndim == 3 and sr.shape[2] >= 3:
-        sr, hr = rgb_to_y(sr), rgb_to_y(hr)
-    if border:
-        sr, hr = sr[border:-border, border:-border], hr[border:-border, border:-border]
+    sr, hr = _compared_planes("ssim", sr, hr, border, y_channel)
     if min(sr.shape[:2]) < 11:
         raise ValueError(f"ssim: needs at least 11x11 pixels after the border shave, got {sr.shape[:2]}")
     if sr.ndim == 2:
