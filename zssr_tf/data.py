@@ -246,20 +246,8 @@ def build_device_example_dataset(
     example), and the warp sees the true size; padding them into one stacked tensor would give the same fathers
     (padding reads 0 as outside pixels do) but copy the padded source out of the stack for every example.
 
-    Args:
-      hr_fathers_sources: the images fathers are cropped from, each float32 (H_i, W_i, C) in [0, 1]; sizes may
-        differ.
-      base_scales: (vertical, horizontal) scale of each source relative to the input; at least one per source.
-      scale_factor: (vertical, horizontal) factor the son is smaller than the father by.
-      kernel: kernel name or (shifted) numeric kernel of the degradation.
-      conf: augmentation probabilities and sigmas, noise_std and upscale_method.
-      crop_size: side of the fathers.
-      seed: ints that, with the example index, seed each example's generator (transform and noise seed).
-      num_examples: length of the dataset.
-
-    Returns:
-      A dataset of (lr_son, hr_father) pairs, each [1, crop_size, crop_size, C] float32 (on the host, as
-      `build_example_dataset`'s); lr_son is the noisy son interpolated back to the father's size.
+    Arguments and result as `build_example_dataset` (the sources may differ in size); the results come back to the
+    host like the host pipeline's.
     """
     channels = hr_fathers_sources[0].shape[2]
     sources = [np.ascontiguousarray(source, dtype=np.float32) for source in hr_fathers_sources]
