@@ -15,6 +15,8 @@ out where fewer than two 96x96 blocks fit. Bicubic is MATLAB-exact `imresize` of
   # The paper's tables (hours on a CPU; --workers splits the cores between images):
   python benchmarks/paper_tables.py --data_dir=../shared/data --datasets=Set5,Set14 --scales=2,3,4 \
       --tables=1,2,3 --out=benchmarks/results/paper_tables
+  # The tables from whatever is cached (partial runs rewrite only the tables they touch, with their own rows):
+  python benchmarks/paper_tables.py --data_dir=../shared/data --tabulate_only --out=benchmarks/results/paper_tables
   # Smoke test (a few minutes):
   python benchmarks/paper_tables.py --data_dir=../shared/data --datasets=Set5 --scales=2,3 --tables=1,2,3 \
       --limit=1 --preset=quick --out=/tmp/pt_smoke
@@ -213,8 +215,12 @@ def separator(head: str) -> str:
     return "|---" * (head.count("|") - 1) + "|"
 
 
-def write_table(table: int, rows: list[dict], out: str) -> str:
-    """Writes table<N>.md (means and per-image rows) and table<N>.csv (per-image rows, then the means)."""
+def write_table(table: int, rows: list[dict], out: str, dataset_sizes: dict[str, int]) -> str:
+    """Writes table<N>.md (means and per-image rows) and table<N>.csv (per-image rows, then the means).
+
+    `dataset_sizes` (images per dataset in this run) marks partial means ("3 of 14"): those do not compare with the
+    paper's, which are over whole datasets.
+    """
     presets = sorted({r["preset"] for r in rows})
     head = ("| dataset | scale | images | bicubic PSNR | SSIM | NIQE | ZSSR PSNR | SSIM | NIQE | paper ZSSR "
             "PSNR / SSIM | s / image |")
@@ -228,7 +234,8 @@ def write_table(table: int, rows: list[dict], out: str) -> str:
     for (dataset, scale), group in groups.items():
         s = summary_row(group)
         paper = PAPER_ZSSR.get((table, dataset, scale))
-        lines.append(f"| {dataset} | x{scale} | {s['images']} | " + " | ".join(summary_cells(s))
+        of = "" if s["images"] == dataset_sizes[dataset] else f" of {dataset_sizes[dataset]}"
+        lines.append(f"| {dataset} | x{scale} | {s['images']}{of} | " + " | ".join(summary_cells(s))
                      + f" | {'-' if paper is None else f'{paper[0]:.2f} / {paper[1]:.4f}'} | {s['seconds']:.0f} |")
         means.append(dict(table=table, name="(mean)", dataset=dataset, scale=scale, **s))
         if table == 3:
@@ -270,19 +277,23 @@ def main() -> None:
                         "instead of the paper's, e.g. quick for a smoke test; other scales get one jump.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the kernels, degradations and ZSSR runs.")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "paper_tables"))
+    parser.add_argument("--tabulate_only", action="store_true", help="Write the tables from the cached results "
+                        "only, running nothing (e.g. after several partial runs, each of which rewrites the "
+                        "tables it touches).")
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     tables = [int(t) for t in args.tables.split(",")]
     if not set(tables) <= set(PRESETS):
         parser.error(f"--tables: one of {sorted(PRESETS)}")
 
-    jobs = []
+    jobs, dataset_sizes = [], {}
     for table in tables:
         for dataset in args.datasets.split(","):
             names = [os.path.splitext(os.path.basename(p))[0]
                      for p in sorted(glob.glob(os.path.join(args.data_dir, dataset, "HR", "*.png")))]
             if not names:
                 parser.error(f"no images in {os.path.join(args.data_dir, dataset, 'HR')}")
+            dataset_sizes[dataset] = len(names[:args.limit or None])
             for scale in scales if table == 1 else [s for s in scales if s == 2]:
                 jobs += [Job(table, dataset, scale, name) for name in names[:args.limit or None]]
     preset_of = {job: args.preset or PRESETS[job.table].format(s=job.scale) for job in jobs}
@@ -293,8 +304,9 @@ def main() -> None:
     os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
     rows = {job: load_cached(os.path.join(args.out, "cache", f"{job.key}.json"), preset_of[job], args.seed)
             for job in jobs}
-    pending = [job for job in jobs if rows[job] is None]
-    print(f"{len(jobs)} jobs, {len(jobs) - len(pending)} cached, {len(pending)} to run", flush=True)
+    pending = [] if args.tabulate_only else [job for job in jobs if rows[job] is None]
+    cached = sum(row is not None for row in rows.values())
+    print(f"{len(jobs)} jobs, {cached} cached, {len(pending)} to run", flush=True)
     failed = []
     if pending:
         # spawn, not fork: TensorFlow's thread pools do not survive a fork.
@@ -317,7 +329,7 @@ def main() -> None:
     for table in tables:
         done = [rows[job] for job in jobs if job.table == table and rows[job] is not None]
         if done:
-            print(write_table(table, done, args.out))
+            print(write_table(table, done, args.out, dataset_sizes))
     print(f"tables in {args.out}/table<N>.md/.csv, crops in {args.out}/crops/")
     if failed:
         sys.exit(f"{len(failed)} job(s) failed: {', '.join(job.key for job in failed)}")
