@@ -8,7 +8,8 @@ from zssr_tf import ZSSR, Config, imresize
 from zssr_tf.image_io import read_image
 from zssr_tf.inference import final_test
 from zssr_tf.metrics import psnr
-from zssr_tf.train import StageHistory, learning_rate_should_drop
+from zssr_tf import train
+from zssr_tf.train import StageHistory, learning_rate_should_drop, next_sync_iteration
 
 STEPS = [0, 50, 100, 150, 200]
 
@@ -59,6 +60,30 @@ def test_policy_schedule_on_a_flat_curve_is_the_originals():
 def test_policy_never_drops_on_a_falling_curve():
     drops, iterations, _ = simulate_policy(Config(max_iters=1000), lambda i: 1.0 / (1 + i))
     assert drops == [] and iterations == 1000
+
+
+def test_sync_iterations_are_the_loops_events():
+    conf = Config(max_iters=130)  # loss lines every 20, quick tests every 50, policy checks at 59, 119
+    syncs, first = [], 0
+    while first < conf.max_iters:
+        syncs.append(next_sync_iteration(first, conf))
+        first = syncs[-1] + 1
+    assert syncs == [0, 20, 40, 50, 59, 60, 80, 100, 119, 120, 129]
+    assert next_sync_iteration(41, dataclasses.replace(conf, run_test=False)) == 60  # only the loss lines left
+
+
+def test_chunked_steps_equal_one_step_per_call(tiny_conf, monkeypatch):
+    # Several steps per tf.function call must not change what the loop sees: same examples, losses, tests, drops.
+    lr = smooth_image(30, 34)
+    conf = dataclasses.replace(tiny_conf, max_iters=60, display_every=7)
+    chunked = ZSSR(lr, conf)
+    chunked_sr = chunked.run()
+    monkeypatch.setattr(train, "next_sync_iteration", lambda first, conf: first)
+    single = ZSSR(lr, conf)
+    assert np.array_equal(chunked_sr, single.run())
+    assert chunked.history[0].learning_rate_change_iters  # the policy acted, so its timing was compared too
+    assert dataclasses.asdict(chunked.history[0]) | {"train_seconds": 0, "final_test_seconds": 0} == \
+        dataclasses.asdict(single.history[0]) | {"train_seconds": 0, "final_test_seconds": 0}
 
 
 def test_tiny_run_beats_bicubic_and_back_projected_bicubic(example_paths):

@@ -70,6 +70,21 @@ def as_image(image: Any, what: str = "input") -> np.ndarray:
     return np.clip(array, 0.0, 1.0).astype(np.float32)
 
 
+def next_sync_iteration(first: int, conf: Config) -> int:
+    """The first iteration >= `first` after which the Python loop must look: a loss log line, a quick test, a
+    learning-rate decision or the last iteration. The steps up to it run in one `tf.function` call, so the loop's
+    per-step overhead (a Python call and a dataset `next`) is paid once per chunk, with the policy's exact semantics.
+    """
+
+    def next_multiple(period: int, offset: int = 0) -> int:  # smallest i >= first with (i + offset) % period == 0
+        return -(-(first + offset) // period) * period - offset
+
+    candidates = [next_multiple(conf.display_every), conf.max_iters - 1]
+    if conf.run_test:
+        candidates += [next_multiple(conf.run_test_every), next_multiple(conf.learning_rate_policy_check_every, 1)]
+    return min(candidates)
+
+
 @dataclasses.dataclass
 class StageHistory:
     """What happened while training one scale factor (for logs, plots and summaries)."""
@@ -173,11 +188,20 @@ class ZSSR:
             skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
             return loss
 
+        @tf.function
+        def train_steps(examples: tf.data.Iterator, num_steps: tf.Tensor) -> tf.Tensor:
+            """`num_steps` train steps on the next examples; returns the last step's loss."""
+            loss = tf.constant(0.0)
+            for _ in tf.range(num_steps):
+                lr_son, hr_father = next(examples)
+                loss = train_step(lr_son, hr_father)
+            return loss
+
         @tf.function(input_signature=[tf.TensorSpec((1, None, None, self.channels), tf.float32)])
         def predict(interpolated: tf.Tensor) -> tf.Tensor:
             return tf.clip_by_value(tf.cast(model(interpolated, training=False), tf.float32), 0.0, 1.0)
 
-        self._train_step, self._predict = train_step, predict
+        self._train_step, self._train_steps, self._predict = train_step, train_steps, predict
 
     @property
     def _sf_text(self) -> str:
@@ -245,12 +269,15 @@ class ZSSR:
     def train(self) -> None:
         """Trains the network for the current scale factor until the learning-rate policy or max_iters stops it."""
         c, h = self.conf, self.history[-1]
-        dataset = self.example_dataset(c.max_iters)
+        examples = iter(self.example_dataset(c.max_iters))
         self.learning_rate_change_iter_nums = [0]
         self.skipped_steps.assign(0)
         with summaries.progress_bar(c.max_iters, self._sf_text, c.progress) as bar:
-            for self.iter, (lr_son, hr_father) in enumerate(dataset):
-                loss = self._train_step(lr_son, hr_father)
+            while h.iterations < c.max_iters:
+                # Steps run in chunks up to the next iteration the loop must see; self.iter is that iteration.
+                self.iter = next_sync_iteration(h.iterations, c)
+                num_steps = self.iter + 1 - h.iterations
+                loss = self._train_steps(examples, tf.constant(num_steps))
                 h.iterations = self.iter + 1
                 # The loss is read (a device sync) only here; the bar and summaries reuse what is read anyway.
                 if self.iter % c.display_every == 0:
@@ -263,7 +290,7 @@ class ZSSR:
                     if self._summaries is not None:
                         self._summaries.scalars({"train/loss": h.losses[-1], "train/learning_rate": learning_rate,
                                                  "stage": self.stage}, step=self.global_step)
-                bar.update(1)
+                bar.update(num_steps)
                 if c.run_test and self.iter % c.run_test_every == 0:
                     self.quick_test()
                 self.learning_rate_policy()
