@@ -257,6 +257,18 @@ def _take(x: tf.Tensor, idx: np.ndarray, axis: int) -> tf.Tensor:
     return tf.gather(x, idx, axis=axis)
 
 
+def _pad_symmetric(x: tf.Tensor, pads: list[list[int]]) -> tf.Tensor:
+    """Pads H and W of an NHWC tensor like scipy's 'reflect' (edge pixel repeated); the split of each pair puts
+    the kernel's origin where scipy puts it. tf.pad's SYMMETRIC allows pads up to the size only, so larger pads (a
+    big kernel on a tiny image) repeat it: mirroring the mirrored edge continues scipy's periodic extension."""
+    remaining = [list(p) for p in pads]
+    while any(max(p) > 0 for p in remaining):
+        step = [[min(p, size) for p in pair] for pair, size in zip(remaining, x.shape[1:3])]
+        x = tf.pad(x, [[0, 0], step[0], step[1], [0, 0]], mode="SYMMETRIC")
+        remaining = [[p - q for p, q in zip(pair, s)] for pair, s in zip(remaining, step)]
+    return x
+
+
 def imresize_tf(
     images: tf.Tensor,
     scale_factor: ScaleFactor = None,
@@ -271,7 +283,7 @@ def imresize_tf(
         are cast to float32.
       scale_factor: as in `imresize`.
       output_shape: as in `imresize`.
-      kernel: as in `imresize`. For a numeric kernel, H and W must be at least half the kernel size.
+      kernel: as in `imresize`.
       antialiasing: as in `imresize`.
 
     Returns:
@@ -296,10 +308,7 @@ def imresize_tf(
         _check_downscale(scales)
         kh, kw = kernel.shape
         pads = [[kh // 2, kh - 1 - kh // 2], [kw // 2, kw - 1 - kw // 2]]
-        if max(pads[0]) > in_hw[0] or max(pads[1]) > in_hw[1]:
-            raise ValueError(f"A {kernel.shape} kernel needs an image of at least half its size, got {in_hw}.")
-        # SYMMETRIC repeats the edge pixel, i.e. scipy's 'reflect'; the split puts the origin where scipy puts it.
-        x = tf.pad(x, [[0, 0], pads[0], pads[1], [0, 0]], mode="SYMMETRIC")
+        x = _pad_symmetric(x, pads)
         channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
         filt = tf.tile(tf.constant(kernel.astype(np_dtype))[:, :, None, None], [1, 1, channels, 1])
         x = tf.nn.depthwise_conv2d(x, filt, strides=[1, 1, 1, 1], padding="VALID")
