@@ -104,8 +104,8 @@ class Config:
         "(mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32). Variables, the loss and "
         "the residual stay float32.")
     pipeline: str = _field(
-        "auto", "Where training examples are made: host (numpy/OpenCV in a background thread; fastest on a CPU), "
-        "device (TensorFlow ops; on the GPU when there is one), or auto (device when a GPU is present, else host).")
+        "auto", "Where training examples are made: host (numpy/OpenCV in a background thread), device (TensorFlow "
+        "ops; on the GPU when there is one), or auto (host: measured faster on the CPU and on an H100 alike).")
     max_output_megapixels: float = _field(
         16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
         "megapixel, so larger images are refused up front; raise it on machines with more memory.")

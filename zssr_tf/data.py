@@ -8,7 +8,7 @@ shape and traces once.
 Two pipelines make the same examples from the same seed (example i draws its transform from a generator seeded
 (*seed, i) in both):
   * host (`build_example_dataset`): numpy/OpenCV through `tf.numpy_function` (`father_to_son`, `interpolate`);
-    fastest on a CPU, where it overlaps the train step in a background thread.
+    the default: it overlaps the train step in background threads, on a CPU and with a GPU alike.
   * device (`build_device_example_dataset`): only the transform parameters are drawn with numpy; the warp, the son
     (`father_to_son_tf`), its noise and the interpolation are TF ops, placed on the GPU when there is one. Its noise
     comes from `tf.random.stateless_normal`, so it differs from the host pipeline's numpy noise.
@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from zssr_tf.augment import draw_transform, random_augment
 from zssr_tf.config import Config
-from zssr_tf.device import gpu_compute_capability
 from zssr_tf.imresize import imresize, imresize_tf
 from zssr_tf.warp import warp_image
 
@@ -280,10 +279,10 @@ def build_device_example_dataset(
 
 
 def resolve_pipeline(pipeline: str) -> str:
-    """`Config.pipeline` -> 'host' or 'device': 'auto' is 'device' when a GPU is present, else 'host'."""
-    if pipeline == "auto":
-        return "device" if gpu_compute_capability() is not None else "host"
-    return pipeline
+    """`Config.pipeline` -> 'host' or 'device'. 'auto' is 'host' on every machine: on a GPU the step is bound by
+    kernel launches, and the device pipeline's ops add launches to the same stream while the host pipeline runs
+    on idle CPU cores (H100: 4.5-4.9 vs 5.1-6.5 ms per iteration, benchmarks/results/speed_gpu.md)."""
+    return "host" if pipeline == "auto" else pipeline
 
 
 PIPELINE_BUILDERS: dict[str, Callable[..., tf.data.Dataset]] = {
