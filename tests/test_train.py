@@ -86,6 +86,15 @@ def test_chunked_steps_equal_one_step_per_call(tiny_conf, monkeypatch):
         dataclasses.asdict(single.history[0]) | {"train_seconds": 0, "final_test_seconds": 0}
 
 
+def test_xla_step_trains_like_the_plain_step(tiny_conf):
+    # XLA reorders float arithmetic, so equal up to rounding rather than bit-identical.
+    lr = smooth_image(20, 18)
+    conf = dataclasses.replace(tiny_conf, precision="float32")
+    plain, xla = ZSSR(lr, conf), ZSSR(lr, dataclasses.replace(conf, jit_compile=True))
+    np.testing.assert_allclose(xla.run(), plain.run(), atol=1e-5)
+    np.testing.assert_allclose(xla.history[0].losses, plain.history[0].losses, rtol=1e-4)
+
+
 def test_tiny_run_beats_bicubic_and_back_projected_bicubic(example_paths):
     lr, gt = (read_image(p).pixels for p in example_paths)
     conf = Config(width=16, depth=4, crop_size=48, max_iters=150, min_iters=40, run_test_every=10,

@@ -106,6 +106,9 @@ class Config:
     pipeline: str = _field(
         "auto", "Where training examples are made: host (numpy/OpenCV in a background thread), device (TensorFlow "
         "ops; on the GPU when there is one), or auto (host: measured faster on the CPU and on an H100 alike).")
+    jit_compile: bool = _field(
+        False, "Compile the train step with XLA. Off by default: XLA is slower on CPUs. On a GPU, where the step is "
+        "bound by kernel launches, fusing them may pay (not yet measured).")
     max_output_megapixels: float = _field(
         16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
         "megapixel, so larger images are refused up front; raise it on machines with more memory.")

@@ -168,7 +168,8 @@ class ZSSR:
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         model, optimizer, skipped = self.model, self.optimizer, self.skipped_steps
 
-        @tf.function
+        # `None` (not False) leaves TF's own choice when XLA is off.
+        @tf.function(jit_compile=True if c.jit_compile else None)
         def train_step(lr_son: tf.Tensor, hr_father: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 loss = l1_loss(model(lr_son, training=True), hr_father)
