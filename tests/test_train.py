@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import smooth_image
 from zssr_tf import ZSSR, Config, imresize
@@ -84,6 +85,45 @@ def test_chunked_steps_equal_one_step_per_call(tiny_conf, monkeypatch):
     assert chunked.history[0].learning_rate_change_iters  # the policy acted, so its timing was compared too
     assert dataclasses.asdict(chunked.history[0]) | {"train_seconds": 0, "final_test_seconds": 0} == \
         dataclasses.asdict(single.history[0]) | {"train_seconds": 0, "final_test_seconds": 0}
+
+
+def test_a_stuck_network_gets_new_weights_and_learns(tiny_conf, monkeypatch):
+    # Kill the first network: a second layer with only negative weights sees ReLU outputs (>= 0), so it outputs
+    # zeros for every input, the residual is 0 and every gradient vanishes, as when the ReLUs die in training.
+    build = ZSSR.build_network
+
+    def build_dead_first(self, stage, restart=0):
+        build(self, stage, restart)
+        if not restart:
+            kernel = self.model.layers[2].kernel
+            kernel.assign(-tf.abs(kernel))
+
+    monkeypatch.setattr(ZSSR, "build_network", build_dead_first)
+    lr = np.random.default_rng(0).random((30, 34, 3), dtype=np.float32)  # texture: much for the net to learn
+    zssr = ZSSR(lr, dataclasses.replace(tiny_conf, max_iters=80))
+    zssr.run()
+    h = zssr.history[0]
+    assert len(h.restarts) == 1 and h.restarts[0] > tiny_conf.min_iters
+    dead = h.reconstruction_mse[0]
+    assert h.reconstruction_mse[:h.restarts[0] // tiny_conf.run_test_every + 1] == \
+        [dead] * (h.restarts[0] // tiny_conf.run_test_every + 1)  # dead: the interpolation at every test
+    assert h.reconstruction_mse[-1] < dead and zssr._residual_max > train.STUCK_RESIDUAL  # the new weights learn
+
+
+def test_a_stuck_network_is_restarted_at_most_max_restarts_times(tiny_conf, monkeypatch):
+    build = ZSSR.build_network
+
+    def build_dead(self, stage, restart=0):
+        build(self, stage, restart)
+        kernel = self.model.layers[2].kernel
+        kernel.assign(-tf.abs(kernel))
+
+    monkeypatch.setattr(ZSSR, "build_network", build_dead)
+    zssr = ZSSR(smooth_image(30, 34), dataclasses.replace(tiny_conf, max_iters=200))
+    zssr.run()
+    h = zssr.history[0]
+    assert len(h.restarts) == train.MAX_RESTARTS
+    assert h.learning_rate_change_iters  # after the last restart the policy drops the rate as before
 
 
 def test_xla_step_trains_like_the_plain_step(tiny_conf):

@@ -30,6 +30,13 @@ from zssr_tf.models import build_zssr_generator
 from zssr_tf.models.weights import load_init_weights, save_model
 
 MIN_INPUT_SIZE = 4
+# A network whose residual is still below a quarter of a gray level everywhere after `min_iters` iterations has
+# learned nothing. That happens when its ReLUs die early (no biases, small initial weights): the gradients vanish,
+# the reconstruction error stays flat, and the policy lowers the learning rate until the stage ends as plain
+# interpolation. At its next policy check such a network starts again from new random weights, at most
+# MAX_RESTARTS times per stage.
+STUCK_RESIDUAL = 1e-3
+MAX_RESTARTS = 3
 
 
 def learning_rate_should_drop(steps: Sequence[int], errors: Sequence[float], change_ratio: float) -> bool:
@@ -98,6 +105,7 @@ class StageHistory:
     reconstruction_mse: list[float] = dataclasses.field(default_factory=list)
     true_mse: list[float] = dataclasses.field(default_factory=list)
     skipped_steps: int = 0  # steps whose gradients were not finite (not applied)
+    restarts: list[int] = dataclasses.field(default_factory=list)  # iterations of new random weights (stuck net)
     train_seconds: float = 0.0
     final_test_seconds: float = 0.0
 
@@ -143,19 +151,24 @@ class ZSSR:
         self.outputs: list[np.ndarray] = []
         self.history: list[StageHistory] = []
         self._test_rng = np.random.default_rng([self.conf.seed, 1])
+        self._residual_max = np.inf  # largest residual at the last quick test (see STUCK_RESIDUAL)
         self.sf = np.array(self.conf.scale_factors[0])
         self.kernel = self.kernels[0]
         self.precision = resolve_precision(self.conf.precision)
         self.build_network(0)
 
     # Network and steps.
-    def build_network(self, stage: int) -> None:
-        """New weights (random, or `conf.init_weights`) and a new Adam (the original's `init_sess`)."""
+    def build_network(self, stage: int, restart: int = 0) -> None:
+        """New weights (random, or `conf.init_weights`) and a new Adam (the original's `init_sess`). A restart of a
+        stuck network gets random weights from its own seed."""
         c = self.conf
+        seed = c.seed * 1000 + stage * 100
+        if restart:
+            seed = int(np.random.default_rng([c.seed, stage, restart]).integers(2**31))
         self.model = build_zssr_generator(
             channels=self.channels, depth=c.depth, width=c.width, init_variance=c.init_variance,
-            learn_residual=c.learn_residual, seed=c.seed * 1000 + stage * 100, dtype_policy=self.precision)
-        if c.init_weights:
+            learn_residual=c.learn_residual, seed=seed, dtype_policy=self.precision)
+        if c.init_weights and not restart:
             load_init_weights(self.model, c.init_weights)
         # TF1's Adam epsilon (Keras's default is 1e-7). The learning rate lives in the optimizer's variable, so
         # changing it keeps Adam's moments, also across gradual stages.
@@ -272,6 +285,7 @@ class ZSSR:
         c, h = self.conf, self.history[-1]
         examples = iter(self.example_dataset(c.max_iters))
         self.learning_rate_change_iter_nums = [0]
+        self._residual_max = np.inf  # none measured yet in this stage
         self.skipped_steps.assign(0)
         with summaries.progress_bar(c.max_iters, self._sf_text, c.progress) as bar:
             while h.iterations < c.max_iters:
@@ -297,14 +311,13 @@ class ZSSR:
                 self.learning_rate_policy()
                 if self.learning_rate < c.min_learning_rate:
                     break
-        h.skipped_steps = int(self.skipped_steps.numpy())
+        h.skipped_steps += int(self.skipped_steps.numpy())
         if h.skipped_steps:
             logging.warning("sf %s: %d steps with non-finite gradients were skipped", self._sf_text, h.skipped_steps)
 
     def example_dataset(self, num_examples: int) -> tf.data.Dataset:
         """The current stage's (interpolated lr_son, hr_father) examples, from the pipeline the config picks."""
         c = self.conf
-        # The device pipeline when asked for, or for auto with a GPU; else the host pipeline.
         build_dataset = data.PIPELINE_BUILDERS[data.resolve_pipeline(c.pipeline)]
         return build_dataset(
             self.hr_fathers_sources, ((1.0, 1.0),) + c.scale_factors, tuple(self.sf), self.kernel, c,
@@ -316,7 +329,11 @@ class ZSSR:
         if self.gt_per_sf is not None:
             sr = self.forward_pass(self.input)
             h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
-        reconstruction = self.forward_pass(self.father_to_son(self.input, self._test_rng), self.input.shape)
+        son = self.father_to_son(self.input, self._test_rng)
+        reconstruction = self.forward_pass(son, self.input.shape)
+        if self.conf.learn_residual:  # what the network adds to the interpolation, for the stuck-network check
+            interpolated = data.interpolate(son, self.sf, self.input.shape, self.conf.upscale_method)
+            self._residual_max = float(np.max(np.abs(reconstruction - np.clip(interpolated, 0.0, 1.0))))
         h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
         h.test_steps.append(self.iter)
         logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
@@ -335,6 +352,9 @@ class ZSSR:
             return
         if self.iter - self.learning_rate_change_iter_nums[-1] <= c.min_iters:
             return
+        if self._residual_max < STUCK_RESIDUAL and len(h.restarts) < MAX_RESTARTS:
+            self.restart_network()
+            return
         n = c.slope_points
         if len(h.test_steps) < 3 or not learning_rate_should_drop(
                 h.test_steps[-n:], h.reconstruction_mse[-n:], c.learning_rate_change_ratio):
@@ -344,6 +364,18 @@ class ZSSR:
         h.learning_rate_change_iters.append(self.iter)
         logging.info("%s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
                      self.learning_rate)
+
+    def restart_network(self) -> None:
+        """New random weights and Adam for a stuck network; the policy waits `min_iters` again (see MAX_RESTARTS)."""
+        h = self.history[-1]
+        h.skipped_steps += int(self.skipped_steps.numpy())
+        h.restarts.append(self.iter)
+        logging.warning("%s iteration %d: the network has learned nothing (largest residual %.1e): new random "
+                        "weights (restart %d of at most %d)", self._sf_text, self.iter, self._residual_max,
+                        len(h.restarts), MAX_RESTARTS)
+        self.build_network(self.stage, restart=len(h.restarts))
+        self.learning_rate_change_iter_nums.append(self.iter)
+        self._residual_max = np.inf
 
     def father_to_son(self, hr_father: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         return data.father_to_son(hr_father, self.sf, self.kernel, self.conf.noise_std,
