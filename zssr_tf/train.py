@@ -330,9 +330,9 @@ class ZSSR:
             sr = self.forward_pass(self.input)
             h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
         son = self.father_to_son(self.input, self._test_rng)
-        reconstruction = self.forward_pass(son, self.input.shape)
+        interpolated = data.interpolate(son, self.sf, self.input.shape, self.conf.upscale_method)
+        reconstruction = self._network(interpolated)
         if self.conf.learn_residual:  # what the network adds to the interpolation, for the stuck-network check
-            interpolated = data.interpolate(son, self.sf, self.input.shape, self.conf.upscale_method)
             self._residual_max = float(np.max(np.abs(reconstruction - np.clip(interpolated, 0.0, 1.0))))
         h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
         h.test_steps.append(self.iter)
@@ -385,7 +385,10 @@ class ZSSR:
         """The network on the interpolated LR image; float32 in [0, 1] of `output_shape` (default ceil(sf*size))."""
         if output_shape is None:
             output_shape = fix_scale_and_shape(lr_image.shape, self.sf)[1]
-        interpolated = data.interpolate(lr_image, self.sf, output_shape, self.conf.upscale_method)
+        return self._network(data.interpolate(lr_image, self.sf, output_shape, self.conf.upscale_method))
+
+    def _network(self, interpolated: np.ndarray) -> np.ndarray:
+        """The network on an already interpolated image; float32 in [0, 1]."""
         # Tiles overlap by the receptive-field radius (depth pixels for 3x3 convolutions): same result, less memory.
         return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
                                        self.conf.tile_size, margin=self.conf.depth)
