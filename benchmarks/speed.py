@@ -3,8 +3,8 @@
 Measures:
   * ms per training iteration (example pipeline + train step, as `ZSSR.train` runs them) in float32 and in the
     precision `--precision=auto` picks here, plus the pipeline alone (ms per example) and the step alone;
-  * the step's achieved GFLOP/s (3 x forward FLOPs of the 8x64 convs on a 128x128 crop) against a 4096^3 float32
-    matmul timed in the same run;
+  * the step's achieved GFLOP/s (3 x forward FLOPs of the 8x64 convs on a 128x128 crop) against a 4096^3 matmul in
+    the step's compute dtype (float32, or bfloat16/float16 under a mixed policy) timed in the same run;
   * end to end: the `zssr` command on the reference image of ZSSR_TF1_NOTES.md section 11 (wall time, iterations,
     Y-PSNR), default flags;
   * the final test (self-ensemble + back-projection) of a 1024x1024 input at x2 (2048x2048 output), and the
@@ -33,6 +33,7 @@ from zssr_tf.train import next_sync_iteration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORIGINAL_MS_PER_ITER, ORIGINAL_REFERENCE_S = 134.0, 344.0  # the TF1 code on this kind of CPU (issue 4, notes)
+COMPUTE_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
 def conv_flops(conf: Config, crop: int, channels: int = 3) -> float:
@@ -41,9 +42,9 @@ def conv_flops(conf: Config, crop: int, channels: int = 3) -> float:
     return sum(2.0 * crop * crop * 9 * c_in * c_out for c_in, c_out in zip(c[:-1], c[1:]))
 
 
-def matmul_gflops(n: int = 4096, reps: int = 3) -> float:
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+def matmul_gflops(dtype: str = "float32", n: int = 4096, reps: int = 3) -> float:
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     # Synchronise on a scalar: fetching the 64 MB product would time a device-to-host copy on a GPU.
     product_sum = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
     product_sum().numpy()
@@ -135,8 +136,9 @@ def main() -> None:
     results = {}
     if not args.skip_end_to_end:  # first, while this process is small and its thread pools idle
         results["end_to_end"] = end_to_end(["--jit_compile"] if args.jit_compile else [])
-    results["matmul_gflops"] = matmul_gflops()
     precisions = ["float32"] + ([resolve_precision("auto")] if resolve_precision("auto") != "float32" else [])
+    # Each step is compared with a matmul in its own compute dtype: on AMX CPUs bfloat16 has a ~4x higher ceiling.
+    results["matmul_gflops"] = {COMPUTE_DTYPE[p]: matmul_gflops(COMPUTE_DTYPE[p]) for p in precisions}
     results["training"] = [training_speed(lr, dataclasses.replace(conf, precision=p), args.iters)
                            for p in precisions]
     if not args.skip_final_test:
@@ -145,17 +147,19 @@ def main() -> None:
     results["device"] = tf.config.list_physical_devices("GPU") and "GPU" or "CPU"
     results["jit_compile"] = args.jit_compile
 
-    lines = [f"Measured in one run on this machine ({results['device']}); float32 4096^3 matmul: "
-             f"{results['matmul_gflops']:.0f} GFLOP/s; XLA train step: {'on' if args.jit_compile else 'off'}.", "",
+    matmuls = ", ".join(f"{d} {g:.0f}" for d, g in results["matmul_gflops"].items())
+    lines = [f"Measured in one run on this machine ({results['device']}); 4096^3 matmul GFLOP/s: {matmuls}; "
+             f"XLA train step: {'on' if args.jit_compile else 'off'}.", "",
              "| precision | ms / iteration (pipeline + step) | vs original TF1 (134 ms) | one step per call "
-             "| pipeline ms / example | pipeline / step | step ms | step GFLOP/s | step / matmul |",
+             "| pipeline ms / example | pipeline / step | step ms | step GFLOP/s | step / same-dtype matmul |",
              "|---|---|---|---|---|---|---|---|---|"]
     for t in results["training"]:
         lines.append(f"| {t['precision']} | {t['ms_per_iteration']:.1f} "
                      f"| {ORIGINAL_MS_PER_ITER / t['ms_per_iteration']:.1f}x "
                      f"| {t['ms_per_iteration_one_step_per_call']:.1f} | {t['ms_pipeline']:.2f} "
                      f"| {100 * t['ms_pipeline'] / t['ms_step']:.0f}% | {t['ms_step']:.1f} "
-                     f"| {t['step_gflops']:.0f} | {100 * t['step_gflops'] / results['matmul_gflops']:.0f}% |")
+                     f"| {t['step_gflops']:.0f} "
+                     f"| {100 * t['step_gflops'] / results['matmul_gflops'][COMPUTE_DTYPE[t['precision']]]:.0f}% |")
     f = results.get("final_test")
     lines += [] if f is None else ["", f"Final test (8 transforms, 10 back-projections each and after the median, default precision) of a "
               f"{f['input']} input ({f['output']} output): {f['final_test_s']:.1f} s; peak RSS of the whole "
