@@ -30,7 +30,10 @@ def load_runs(runs: list[str], table: int, dataset: str, scale: int) -> tuple[li
             rows[row["name"]] = row
         if not rows:
             raise SystemExit(f"seed_spread: error: no table {table} {dataset} x{scale} rows in {run}/cache")
-        seeds.append({r["seed"] for r in rows.values()}.pop())
+        run_seeds = {r["seed"] for r in rows.values()}
+        if len(run_seeds) != 1:
+            raise SystemExit(f"seed_spread: error: {run}/cache mixes seeds {sorted(run_seeds)}")
+        seeds.append(run_seeds.pop())
         per_run.append(rows)
     common = sorted(set.intersection(*(set(rows) for rows in per_run)))
     return seeds, {name: [rows[name]["zssr_psnr"] for rows in per_run] for name in common}

@@ -16,15 +16,12 @@ import dataclasses
 import glob
 import os
 
-import numpy as np
-
 from paper_tables import PRESETS, Job, job_config, make_lr_hr
 
 
 def first_check_residual(job: Job, data_dir: str, seed: int) -> tuple[int, float, list[int]]:
     """(iteration of the first policy check, largest residual there, restarts) of the job's first stage."""
     from zssr_tf import ZSSR
-    from zssr_tf.train import StageHistory
 
     conf = job_config(job, PRESETS[1].format(s=job.scale), seed)
     check = conf.min_iters + 1
@@ -33,9 +30,6 @@ def first_check_residual(job: Job, data_dir: str, seed: int) -> tuple[int, float
                                back_projection_iters=conf.back_projection_iters[:1], max_iters=check + 1)
     lr, _, _ = make_lr_hr(job, data_dir, seed)
     zssr = ZSSR(lr, conf)
-    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.scale_factors[0]), zssr.kernels[0]
-    zssr.gt_per_sf = None
-    zssr.history.append(StageHistory(scale_factor=tuple(conf.scale_factors[0])))
     residual = []
     restart = zssr.restart_network
 
@@ -44,7 +38,7 @@ def first_check_residual(job: Job, data_dir: str, seed: int) -> tuple[int, float
         restart()
 
     zssr.restart_network = record_restart
-    zssr.train()
+    zssr.run()  # the one stage, ending at the check (its final test does not touch the residual)
     return check, residual[0] if residual else zssr._residual_max, zssr.history[0].restarts
 
 
