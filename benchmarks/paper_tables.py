@@ -8,7 +8,8 @@
   per image), rounded to 8 bits; ZSSR with x2_real. The paper's reference is on BSD100.
 
 Every (table, dataset, scale, image) result is a JSON file in `<out>/cache/`; a rerun skips those made with the same
-preset and seed, so an interrupted run goes on where it stopped. PSNR and SSIM are on the MATLAB luma with a border
+preset, the same flags in its file and the same seed, so an interrupted run goes on where it stopped, and editing a
+preset reruns its images. PSNR and SSIM are on the MATLAB luma with a border
 shave of `scale` pixels, as SR papers report them; NIQE (lower is better) of the SR output with the same shave, left
 out where fewer than two 96x96 blocks fit. Bicubic is MATLAB-exact `imresize` of the LR image.
 
@@ -77,6 +78,14 @@ def image_rng(seed: int, table: int, name: str) -> np.random.Generator:
 
 def preset_path(preset: str) -> str:
     return preset if preset.endswith(".cfg") else os.path.join(ROOT, "flags", f"{preset}.cfg")
+
+
+def preset_flags(preset: str) -> dict[str, str]:
+    """The flags a preset file sets (nested flagfiles resolved): cached results record them, so an edited preset
+    does not reuse results of its old contents."""
+    from zssr_tf.config import read_flagfile
+
+    return read_flagfile(preset_path(preset))
 
 
 def job_config(job: Job, preset: str, seed: int):
@@ -158,7 +167,7 @@ def run_job(job: Job, data_dir: str, preset: str, seed: int, out: str) -> dict:
     comparison_crop(bicubic, sr, hr, os.path.join(out, "crops", f"{job.key}.png"), crop_size=CROP)
     path = os.path.join(out, "cache", f"{job.key}.json")
     with open(path + ".tmp", "w") as f:
-        json.dump(row, f, indent=1)
+        json.dump({**row, "preset_flags": preset_flags(preset)}, f, indent=1)
     os.replace(path + ".tmp", path)  # atomic: an interrupted run never leaves a half-written result
     return row
 
@@ -175,13 +184,15 @@ def init_worker(threads: int) -> None:
     logging.set_verbosity(logging.WARNING)  # the ZSSR log lines would break the progress bar
 
 
-def load_cached(path: str, preset: str, seed: int) -> dict | None:
+def load_cached(path: str, preset: str, flags: dict[str, str], seed: int) -> dict | None:
+    """The cached row (without its preset flags) if it was made with this preset, its current flags and seed."""
     try:
         with open(path) as f:
             row = json.load(f)
     except (OSError, ValueError):
         return None
-    return row if row.get("preset") == preset and row.get("seed") == seed else None
+    made_with = (row.get("preset"), row.pop("preset_flags", None), row.get("seed"))
+    return row if made_with == (preset, flags, seed) else None
 
 
 def mean(rows: list[dict], key: str) -> tuple[float | None, int]:
@@ -297,13 +308,15 @@ def main() -> None:
             for scale in scales if table == 1 else [s for s in scales if s == 2]:
                 jobs += [Job(table, dataset, scale, name) for name in names[:args.limit or None]]
     preset_of = {job: args.preset or PRESETS[job.table].format(s=job.scale) for job in jobs}
+    flags_of = {}
     for preset in set(preset_of.values()):
         if not os.path.isfile(preset_path(preset)):
             parser.error(f"no preset file {preset_path(preset)}")
+        flags_of[preset] = preset_flags(preset)
 
     os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
-    rows = {job: load_cached(os.path.join(args.out, "cache", f"{job.key}.json"), preset_of[job], args.seed)
-            for job in jobs}
+    rows = {job: load_cached(os.path.join(args.out, "cache", f"{job.key}.json"), preset_of[job],
+                             flags_of[preset_of[job]], args.seed) for job in jobs}
     pending = [] if args.tabulate_only else [job for job in jobs if rows[job] is None]
     cached = sum(row is not None for row in rows.values())
     print(f"{len(jobs)} jobs, {cached} cached, {len(pending)} to run", flush=True)
