@@ -9,9 +9,9 @@
 
 Every (table, dataset, scale, image) result is a JSON file in `<out>/cache/`; a rerun skips those made with the same
 preset, the same flags in its file and the same seed, so an interrupted run goes on where it stopped, and editing a
-preset reruns its images. PSNR and SSIM are on the MATLAB luma with a border
-shave of `scale` pixels, as SR papers report them; NIQE (lower is better) of the SR output with the same shave, left
-out where fewer than two 96x96 blocks fit. Bicubic is MATLAB-exact `imresize` of the LR image.
+preset reruns its images. PSNR and SSIM are on the MATLAB luma with a border shave of `scale` pixels, as SR papers
+report them; NIQE (lower is better) of the SR output with the same shave, left out where fewer than two 96x96 blocks
+fit. Bicubic is MATLAB-exact `imresize` of the LR image.
 
   # The paper's tables (hours on a CPU; --workers splits the cores between images):
   python benchmarks/paper_tables.py --data_dir=../shared/data --datasets=Set5,Set14 --scales=2,3,4 \
@@ -312,7 +312,10 @@ def main() -> None:
     for preset in set(preset_of.values()):
         if not os.path.isfile(preset_path(preset)):
             parser.error(f"no preset file {preset_path(preset)}")
-        flags_of[preset] = preset_flags(preset)
+        try:
+            flags_of[preset] = preset_flags(preset)
+        except ValueError as error:  # ConfigError: a malformed preset file
+            parser.error(str(error))
 
     os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
     rows = {job: load_cached(os.path.join(args.out, "cache", f"{job.key}.json"), preset_of[job],
