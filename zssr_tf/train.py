@@ -194,6 +194,8 @@ class ZSSR:
                 optimizer.apply_gradients(zip(gradients, variables))
             else:
                 # A non-finite update would ruin the weights for good: skip the step instead (and count it).
+                # oneDNN's bfloat16 weight gradients hold a few NaNs in under 1% of the steps for some crop sizes
+                # (benchmarks/results/bf16_nan_steps.md).
                 def apply() -> tf.Tensor:
                     optimizer.apply(gradients, variables)
                     return tf.constant(True)
