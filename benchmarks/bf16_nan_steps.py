@@ -1,8 +1,8 @@
 """How often the train step's weight gradients come out non-finite or non-deterministic, per crop size.
 
-zssr_tf skips a train step whose gradients are not all finite (`ZSSR.train_step`), and the log warns when it did.
-On the development CPU (oneDNN, AMX) this happens only under mixed bfloat16 and only for some crop sizes, which
-zssr uses when the image is smaller than `crop_size`. This script measures it: it trains the ZSSR network on
+zssr_tf skips a train step whose gradients are not all finite (`zssr_tf/train.py`), and the log warns when it
+did. On the development CPU (oneDNN, AMX) this happens only under mixed bfloat16 and only for some crop sizes,
+which zssr uses when the image is smaller than `crop_size`. This script measures it: it trains the ZSSR network on
 examples of `--image` with each crop size, computes every step's gradients twice on the same example, and counts
 the steps with a non-finite gradient (the steps zssr skips) and the steps whose two gradients differ in an entry
 that is finite in both (a corruption that skipping would not catch). Rerun it after a TensorFlow upgrade to see
@@ -18,11 +18,13 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from a checkout without installing
 
 
-def count_bad_steps(image, precision: str, crop_size: int, steps: int) -> tuple[int, int]:
+def count_bad_steps(image: np.ndarray, precision: str, crop_size: int, steps: int) -> tuple[int, int]:
     """(steps with a non-finite gradient, steps whose recomputed gradient differs in a finite entry)."""
     import keras
     import tensorflow as tf
@@ -68,16 +70,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="Train steps per crop size and precision.")
     parser.add_argument("--precision", default="mixed_bfloat16,float32", help="Comma-separated precisions.")
     args = parser.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes: comma-separated integers, got {args.sizes!r}")
 
     from zssr_tf import image_io
 
-    image = image_io.read_image(args.image).pixels
+    try:
+        image = image_io.read_image(args.image).pixels
+    except image_io.ImageError as error:
+        parser.error(str(error))
     print(f"{args.image}, {image.shape[1]}x{image.shape[0]}, {args.steps} steps each\n")
     print("| precision | crop | steps with a non-finite gradient "
           "| steps whose recomputed gradient differs in a finite entry |")
     print("|---|---|---|---|")
     for precision in args.precision.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             non_finite, differing = count_bad_steps(image, precision, size, args.steps)
             print(f"| {precision} | {size} | {non_finite} | {differing} |", flush=True)
 
