@@ -1,11 +1,12 @@
 """How much the paper-table results move with the seed: per image and per dataset mean, over several runs.
 
 The ZSSR paper's numbers are means over several runs (KernelGAN issue #34), ours are single runs. Give this the
-`--out` folders of `benchmarks/paper_tables.py` runs that differ only in `--seed`; it prints (or writes) a Markdown
-table of ZSSR's PSNR per image and seed, the mean over seeds, and the dataset means per seed and over seeds.
-Only images present in every run are compared.
+`--out` folders of `benchmarks/paper_tables.py` runs that differ only in `--seed` (runs whose preset flags differ
+are refused); it prints (or writes) a Markdown table of ZSSR's PSNR per image and seed, the mean over seeds, and
+the dataset means per seed and over seeds. Only images present in every run are compared.
 
-    python benchmarks/seed_spread.py --runs=benchmarks/results/paper_tables,benchmarks/results/seed_check \
+    python benchmarks/seed_spread.py \
+        --runs=benchmarks/results/schedule_check/x2_6_stages,benchmarks/results/seed_check \
         --table=1 --dataset=Set14 --scale=2 --out=benchmarks/results/seed_check/set14_x2.md
 """
 
@@ -21,13 +22,14 @@ import numpy as np
 
 def load_runs(runs: list[str], table: int, dataset: str, scale: int) -> tuple[list[int], dict[str, list[float]]]:
     """(seed of each run, {image: [ZSSR PSNR per run]}) for the images every run has."""
-    seeds, per_run = [], []
+    seeds, per_run, flags = [], [], set()
     for run in runs:
         rows = {}
         for path in glob.glob(os.path.join(run, "cache", f"{table}_{dataset}_x{scale}_*.json")):
             with open(path) as f:
                 row = json.load(f)
             rows[row["name"]] = row
+            flags.add(json.dumps(row.get("preset_flags"), sort_keys=True))
         if not rows:
             raise SystemExit(f"seed_spread: error: no table {table} {dataset} x{scale} rows in {run}/cache")
         run_seeds = {r["seed"] for r in rows.values()}
@@ -35,6 +37,8 @@ def load_runs(runs: list[str], table: int, dataset: str, scale: int) -> tuple[li
             raise SystemExit(f"seed_spread: error: {run}/cache mixes seeds {sorted(run_seeds)}")
         seeds.append(run_seeds.pop())
         per_run.append(rows)
+    if len(flags) != 1:  # e.g. a 6-stage and a 12-stage run: the difference would not be the seed's
+        raise SystemExit(f"seed_spread: error: the runs' table {table} {dataset} x{scale} rows differ in preset flags")
     common = sorted(set.intersection(*(set(rows) for rows in per_run)))
     return seeds, {name: [rows[name]["zssr_psnr"] for rows in per_run] for name in common}
 

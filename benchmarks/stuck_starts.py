@@ -16,14 +16,14 @@ import dataclasses
 import glob
 import os
 
-from paper_tables import PRESETS, Job, job_config, make_lr_hr
+from paper_tables import Job, job_config, make_lr_hr, paper_preset
 
 
 def first_check_residual(job: Job, data_dir: str, seed: int) -> tuple[int, float, list[int]]:
     """(iteration of the first policy check, largest residual there, restarts) of the job's first stage."""
     from zssr_tf import ZSSR
 
-    conf = job_config(job, PRESETS[1].format(s=job.scale), seed)
+    conf = job_config(job, paper_preset(1, job.scale), seed)
     check = conf.min_iters + 1
     check += -(check + 1) % conf.learning_rate_policy_check_every  # first (i + 1) % every == 0 past min_iters
     conf = dataclasses.replace(conf, scale_factors=conf.scale_factors[:1],
