@@ -5,6 +5,9 @@ Measures:
     precision `--precision=auto` picks here, plus the pipeline alone (ms per example) and the step alone;
   * the step's achieved GFLOP/s (3 x forward FLOPs of the 8x64 convs on a 128x128 crop) against a 4096^3 matmul in
     the step's compute dtype (float32, or bfloat16/float16 under a mixed policy) timed in the same run;
+  * the convolutions the step is made of, each alone (forward, gradient to the input, gradient to the filter of a
+    64->64 3x3 layer on the crop) and combined: the ceiling the convolution library sets, which the step is also
+    compared with;
   * end to end: the `zssr` command on the reference image of ZSSR_TF1_NOTES.md section 11 (wall time, iterations,
     Y-PSNR), default flags;
   * the final test (self-ensemble + back-projection) of a 1024x1024 input at x2 (2048x2048 output), and the
@@ -50,6 +53,27 @@ def matmul_gflops(dtype: str = "float32", n: int = 4096, reps: int = 3) -> float
     product_sum().numpy()
     best = min(_timed(lambda: product_sum().numpy()) for _ in range(reps))
     return 2.0 * n**3 / best / 1e9
+
+
+def conv_gflops(dtype: str, crop: int, width: int, reps: int = 30) -> dict:
+    """GFLOP/s of the three convolutions a train step is made of (forward, gradient to the input, gradient to the
+    filter of one width->width 3x3 layer on a crop), each alone, and their combined rate: the step's rate if it were
+    nothing but these kernels, i.e. the ceiling the convolution library sets (below the matmul's)."""
+    x, dy = (tf.cast(tf.random.normal((1, crop, crop, width)), dtype) for _ in range(2))
+    w = tf.cast(tf.random.normal((3, 3, width, width)), dtype)
+    ops = {"forward": lambda: tf.nn.conv2d(x, w, 1, "SAME"),
+           "input_gradient": lambda: tf.raw_ops.Conv2DBackpropInput(
+               input_sizes=x.shape, filter=w, out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME"),
+           "filter_gradient": lambda: tf.raw_ops.Conv2DBackpropFilter(
+               input=x, filter_sizes=w.shape, out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")}
+    flops, seconds = 2.0 * crop * crop * 9 * width * width, {}
+    for name, op in ops.items():
+        # One call per op (repeats inside one graph would be merged as common subexpressions).
+        op = tf.function(lambda op=op: tf.reduce_sum(op()))
+        op().numpy()
+        seconds[name] = min(_timed(lambda: [op() for _ in range(reps)][-1].numpy()) for _ in range(3)) / reps
+    rates = {name: flops / t / 1e9 for name, t in seconds.items()}
+    return {**rates, "combined": 3 * flops / sum(seconds.values()) / 1e9}
 
 
 def _timed(fn) -> float:
@@ -139,6 +163,8 @@ def main() -> None:
     precisions = ["float32"] + ([resolve_precision("auto")] if resolve_precision("auto") != "float32" else [])
     # Each step is compared with a matmul in its own compute dtype: on AMX CPUs bfloat16 has a ~4x higher ceiling.
     results["matmul_gflops"] = {COMPUTE_DTYPE[p]: matmul_gflops(COMPUTE_DTYPE[p]) for p in precisions}
+    results["conv_gflops"] = {COMPUTE_DTYPE[p]: conv_gflops(COMPUTE_DTYPE[p], conf.crop_size, conf.width)
+                              for p in precisions}
     results["training"] = [training_speed(lr, dataclasses.replace(conf, precision=p), args.iters)
                            for p in precisions]
     if not args.skip_final_test:
@@ -151,15 +177,23 @@ def main() -> None:
     lines = [f"Measured in one run on this machine ({results['device']}); 4096^3 matmul GFLOP/s: {matmuls}; "
              f"XLA train step: {'on' if args.jit_compile else 'off'}.", "",
              "| precision | ms / iteration (pipeline + step) | vs original TF1 (134 ms) | one step per call "
-             "| pipeline ms / example | pipeline / step | step ms | step GFLOP/s | step / same-dtype matmul |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| pipeline ms / example | pipeline / step | step ms | step GFLOP/s | step / same-dtype matmul "
+             "| step / its convolutions alone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for t in results["training"]:
+        dtype = COMPUTE_DTYPE[t["precision"]]
         lines.append(f"| {t['precision']} | {t['ms_per_iteration']:.1f} "
                      f"| {ORIGINAL_MS_PER_ITER / t['ms_per_iteration']:.1f}x "
                      f"| {t['ms_per_iteration_one_step_per_call']:.1f} | {t['ms_pipeline']:.2f} "
                      f"| {100 * t['ms_pipeline'] / t['ms_step']:.0f}% | {t['ms_step']:.1f} "
                      f"| {t['step_gflops']:.0f} "
-                     f"| {100 * t['step_gflops'] / results['matmul_gflops'][COMPUTE_DTYPE[t['precision']]]:.0f}% |")
+                     f"| {100 * t['step_gflops'] / results['matmul_gflops'][dtype]:.0f}% "
+                     f"| {100 * t['step_gflops'] / results['conv_gflops'][dtype]['combined']:.0f}% |")
+    lines += ["", "The convolutions alone (one 64->64 3x3 layer on a crop, GFLOP/s): " + "; ".join(
+        f"{d}: forward {c['forward']:.0f}, to the input {c['input_gradient']:.0f}, to the filter "
+        f"{c['filter_gradient']:.0f}, combined {c['combined']:.0f} "
+        f"({100 * c['combined'] / results['matmul_gflops'][d]:.0f}% of the matmul)"
+        for d, c in results["conv_gflops"].items()) + "."]
     f = results.get("final_test")
     lines += [] if f is None else ["", f"Final test (8 transforms, 10 back-projections each and after the median, default precision) of a "
               f"{f['input']} input ({f['output']} output): {f['final_test_s']:.1f} s; peak RSS of the whole "
