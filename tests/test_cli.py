@@ -71,6 +71,12 @@ def test_entry_point_bad_flag_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("zssr: error:")
 
 
+def test_missing_flagfile_is_one_line(tmp_path, capsys):
+    status, _, err = zssr(capsys, "--input=examples/astronaut.png", f"--flagfile={tmp_path / 'nope.cfg'}")
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("zssr: error: Unable to open flagfile") and "nope.cfg" in err
+
+
 def test_flagfile_preset_with_a_later_flag(tmp_path, capsys):
     write_image(tmp_path / "in.png", smooth_image(16, 16, channels=1))
     status, _, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}",

@@ -72,7 +72,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        _fail(str(e).splitlines()[0], 2)
+        _fail(str(e).splitlines()[0].removeprefix("ERROR::").strip(), 2)  # absl's prefix on flagfile errors
     return []
 
 
