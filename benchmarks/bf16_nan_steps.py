@@ -1,6 +1,6 @@
 """How often the train step's weight gradients come out non-finite or non-deterministic, per crop size.
 
-zssr_tf skips a train step whose gradients are not all finite (`zssr_tf/train.py`), and the log warns when it
+zssr_tf skips a train step whose gradients are not all finite (`zssr_tf/engine.py`, `GuardedOptimizer`), and the log warns when it
 did. On the development CPU (oneDNN, AMX) this happens only under mixed bfloat16 and only for some crop sizes,
 which zssr uses when the image is smaller than `crop_size`. This script measures it: it trains the ZSSR network on
 examples of `--image` with each crop size, computes every step's gradients twice on the same example, and counts
@@ -56,7 +56,7 @@ def count_bad_steps(image: np.ndarray, precision: str, crop_size: int, steps: in
                                     for a, b in zip(first, second)])
             non_finite.assign_add(tf.cast(tf.logical_not(finite), tf.int32))
             finite_differing.assign_add(tf.cast(differ, tf.int32))
-            if finite:  # as zssr_tf/train.py: a non-finite step is skipped
+            if finite:  # as zssr_tf/engine.py: a non-finite step is skipped
                 optimizer.apply(first, model.trainable_variables)
 
     train(tf.constant(steps))

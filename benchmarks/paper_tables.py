@@ -102,12 +102,12 @@ def job_config(job: Job, preset: str, seed: int):
     from zssr_tf.config import Config
 
     conf = Config.from_flagfile(preset_path(preset), seed=seed, progress=False)
-    if tuple(conf.final_scale_factor) != (float(job.scale),) * 2:
-        conf = dataclasses.replace(conf, scale_factors=((float(job.scale),) * 2,),
-                                   back_projection_iters=(conf.back_projection_iters[-1],))
-    if job.table == 2 and conf.num_stages != 1:
+    if tuple(conf.task.final_scale_factor) != (float(job.scale),) * 2:
+        conf = conf.replace(scale_factors=((float(job.scale),) * 2,),
+                                   back_projection_iters=(conf.zssr.back_projection_iters[-1],))
+    if job.table == 2 and conf.task.num_stages != 1:
         raise ValueError(f"Table 2 gives ZSSR one kernel, for x2 in one jump; preset {preset} has "
-                         f"{conf.num_stages} stages")
+                         f"{conf.task.num_stages} stages")
     return conf
 
 
@@ -153,14 +153,14 @@ def run_job(job: Job, data_dir: str, preset: str, seed: int, out: str) -> dict:
     """Makes the LR image, runs bicubic and ZSSR, measures, writes the crop and the cache JSON; returns the row."""
     from zssr_tf.imresize import imresize
     from zssr_tf.pictures import comparison_crop
-    from zssr_tf.train import ZSSR
+    from zssr_tf import ZSSR
 
     lr, hr, info = make_lr_hr(job, data_dir, seed)
     conf = job_config(job, preset, seed)
     bicubic = np.clip(imresize(lr, job.scale), 0, 1).astype(np.float32)
     start = time.perf_counter()
     kernel = info.pop("kernel", None)
-    zssr = ZSSR(lr, dataclasses.replace(conf, name=job.key), ground_truth=hr,
+    zssr = ZSSR(lr, conf.replace(name=job.key), ground_truth=hr,
                 kernels=None if kernel is None else [kernel])
     sr = zssr.run()
     seconds = time.perf_counter() - start

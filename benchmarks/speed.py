@@ -17,7 +17,6 @@ Measures:
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -32,7 +31,6 @@ import tensorflow as tf
 from zssr_tf import ZSSR, Config
 from zssr_tf.device import resolve_precision
 from zssr_tf.image_io import read_image
-from zssr_tf.train import next_sync_iteration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORIGINAL_MS_PER_ITER, ORIGINAL_REFERENCE_S = 134.0, 344.0  # the TF1 code on this kind of CPU (issue 4, notes)
@@ -41,7 +39,7 @@ COMPUTE_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_floa
 
 def conv_flops(conf: Config, crop: int, channels: int = 3) -> float:
     """Forward FLOPs of the generator on one crop (2 per multiply-add)."""
-    c = [channels] + [conf.width] * (conf.depth - 1) + [channels]
+    c = [channels] + [conf.zssr.width] * (conf.zssr.depth - 1) + [channels]
     return sum(2.0 * crop * crop * 9 * c_in * c_out for c_in, c_out in zip(c[:-1], c[1:]))
 
 
@@ -86,7 +84,7 @@ def training_speed(lr: np.ndarray, conf: Config, iters: int) -> dict:
     """ms per example (pipeline alone), per step (alone) and per full iteration: as ZSSR.train runs them (several
     steps per call) and with one step per call (the loop before chunking, for the ratio)."""
     zssr = ZSSR(lr, conf)
-    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.scale_factors[0]), zssr.kernels[0]
+    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.task.scale_factors[0]), zssr.kernels[0]
 
     def dataset():
         return zssr.example_dataset(num_examples=iters + 10)
@@ -99,7 +97,7 @@ def training_speed(lr: np.ndarray, conf: Config, iters: int) -> dict:
 
     def steps(next_example):  # one step per call
         for _ in range(iters):
-            loss = zssr._train_step(*next_example())
+            loss = zssr._train_step(*next_example())["loss"]
         loss.numpy()
 
     steps(lambda: example)  # warm-up (tracing)
@@ -110,8 +108,8 @@ def training_speed(lr: np.ndarray, conf: Config, iters: int) -> dict:
     def chunked_steps(examples):  # as ZSSR.train runs them: chunks up to the iterations its loop looks at
         first = 0
         while first < iters:
-            last = min(next_sync_iteration(first, conf), iters - 1)
-            loss = zssr._train_steps(examples, tf.constant(last + 1 - first))
+            last = min(zssr.next_sync_iteration(first), iters - 1)
+            loss = zssr._train_steps(examples, tf.constant(last + 1 - first))["loss"]
             first = last + 1
         loss.numpy()
 
@@ -140,7 +138,7 @@ def final_test_speed(conf: Config, size: int = 1024) -> dict:
     rng = np.random.default_rng(0)
     lr = np.clip(np.cumsum(rng.normal(0, 0.02, (size, size, 3)), axis=1) % 1.0, 0, 1).astype(np.float32)
     zssr = ZSSR(lr, conf)
-    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.scale_factors[0]), zssr.kernels[0]
+    zssr.stage, zssr.sf, zssr.kernel = 0, np.array(conf.task.scale_factors[0]), zssr.kernels[0]
     seconds = _timed(zssr.final_test)
     return dict(final_test_s=seconds, input=f"{size}x{size}", output=f"{2 * size}x{2 * size}")
 
@@ -156,16 +154,16 @@ def main() -> None:
     args = parser.parse_args()
 
     lr = read_image(os.path.join(ROOT, "examples", "astronaut.png")).pixels
-    conf = Config(jit_compile=args.jit_compile)
+    conf = Config().replace(jit_compile=args.jit_compile)
     results = {}
     if not args.skip_end_to_end:  # first, while this process is small and its thread pools idle
         results["end_to_end"] = end_to_end(["--jit_compile"] if args.jit_compile else [])
     precisions = ["float32"] + ([resolve_precision("auto")] if resolve_precision("auto") != "float32" else [])
     # Each step is compared with a matmul in its own compute dtype: on AMX CPUs bfloat16 has a ~4x higher ceiling.
     results["matmul_gflops"] = {COMPUTE_DTYPE[p]: matmul_gflops(COMPUTE_DTYPE[p]) for p in precisions}
-    results["conv_gflops"] = {COMPUTE_DTYPE[p]: conv_gflops(COMPUTE_DTYPE[p], conf.crop_size, conf.width)
+    results["conv_gflops"] = {COMPUTE_DTYPE[p]: conv_gflops(COMPUTE_DTYPE[p], conf.zssr.crop_size, conf.zssr.width)
                               for p in precisions}
-    results["training"] = [training_speed(lr, dataclasses.replace(conf, precision=p), args.iters)
+    results["training"] = [training_speed(lr, conf.replace(precision=p), args.iters)
                            for p in precisions]
     if not args.skip_final_test:
         results["final_test"] = final_test_speed(conf)

@@ -1,4 +1,4 @@
-"""Which paper-table runs start with a stuck network (see `zssr_tf.train.STUCK_RESIDUAL`).
+"""Which paper-table runs start with a stuck network (see `zssr_tf.methods.zssr.STUCK_RESIDUAL`).
 
 Trains only the first stage of each Table 1 run (same preset, seed, LR image and examples as
 `benchmarks/paper_tables.py`) up to its first learning-rate policy check after `min_iters`, where zssr_tf restarts a
@@ -12,7 +12,6 @@ weights, so they are not checked.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import os
 
@@ -24,10 +23,10 @@ def first_check_residual(job: Job, data_dir: str, seed: int) -> tuple[int, float
     from zssr_tf import ZSSR
 
     conf = job_config(job, paper_preset(1, job.scale), seed)
-    check = conf.min_iters + 1
-    check += -(check + 1) % conf.learning_rate_policy_check_every  # first (i + 1) % every == 0 past min_iters
-    conf = dataclasses.replace(conf, scale_factors=conf.scale_factors[:1],
-                               back_projection_iters=conf.back_projection_iters[:1], max_iters=check + 1)
+    check = conf.zssr.min_iters + 1
+    check += -(check + 1) % conf.zssr.learning_rate_policy_check_every  # first (i + 1) % every == 0 past min_iters
+    conf = conf.replace(scale_factors=conf.task.scale_factors[:1],
+                               back_projection_iters=conf.zssr.back_projection_iters[:1], max_iters=check + 1)
     lr, _, _ = make_lr_hr(job, data_dir, seed)
     zssr = ZSSR(lr, conf)
     residual = []

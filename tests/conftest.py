@@ -24,7 +24,7 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
 @pytest.fixture
 def tiny_conf() -> Config:
     """A tiny but complete ZSSR configuration (runs in about a second)."""
-    return Config(width=8, depth=3, crop_size=24, max_iters=40, min_iters=10, run_test_every=5,
+    return Config().replace(width=8, depth=3, crop_size=24, max_iters=40, min_iters=10, run_test_every=5,
                   learning_rate_slope_range=20, learning_rate_policy_check_every=10, back_projection_iters=(2,),
                   display_every=10)
 

@@ -7,7 +7,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 import scipy.io
 from absl import flags
 
@@ -59,7 +58,8 @@ def test_entry_point_writes_the_named_output_config_and_log(tmp_path):
     assert read_image(tmp_path / "out" / "in_training.png").pixels.shape[1] > 500
     assert read_image(tmp_path / "out" / "in_zssr_X2.00X2.00.png").pixels.shape == (40, 44, 3)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["seed"] == 3 and config["width"] == 8 and config["scale_factors"] == [[2.0, 2.0]]
+    assert config["method"] == "zssr" and config["run"]["seed"] == 3 and config["zssr"]["width"] == 8
+    assert config["task"]["scale_factors"] == [[2.0, 2.0]]
     log = json.loads((tmp_path / "out" / "in_log.json").read_text())
     assert log["stages"][0]["iterations"] == 20 and log["psnr_y"] > 20
     assert "Y-PSNR" in result.stdout
@@ -83,7 +83,8 @@ def test_flagfile_preset_with_a_later_flag(tmp_path, capsys):
                           "--flagfile=flags/x2_real.cfg", *TINY, "--noise_std=0.02")
     assert status == 0, err
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["noise_std"] == 0.02 and config["output_flip"] is False and config["augment_min_scale"] == 0.75
+    z = config["zssr"]
+    assert z["noise_std"] == 0.02 and z["output_flip"] is False and z["augment_min_scale"] == 0.75
 
 
 def test_folder_run_with_quick_preset_keeps_gray_rgba_and_16_bit(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """Tests for zssr_tf.data: numpy vs TF sons, host vs device pipelines, device noise, pipeline choice."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -49,7 +48,7 @@ def test_father_to_son_tf_noise_is_seeded_and_has_the_asked_std():
 
 def test_device_draws_the_host_transforms():
     sources, base_scales = GRADUAL
-    conf = Config(crop_size=CROP)
+    conf = Config().replace(crop_size=CROP)
     indices = set()
     for i in range(16):
         index, matrix, _ = data.draw_example_transform(
@@ -65,7 +64,7 @@ def test_device_draws_the_host_transforms():
 @pytest.mark.parametrize("case", ["one_jump", "gradual"])
 def test_device_and_host_pipelines_make_the_same_examples(case):
     sources, base_scales = ONE_JUMP if case == "one_jump" else GRADUAL
-    conf = Config(crop_size=CROP)
+    conf = Config().replace(crop_size=CROP)
     host = _examples(data.build_example_dataset, sources, base_scales, conf, num_examples=16)
     device = _examples(data.build_device_example_dataset, sources, base_scales, conf, num_examples=16)
     assert len(host) == len(device) == 16
@@ -80,7 +79,7 @@ def test_device_and_host_pipelines_make_the_same_examples(case):
 
 def test_device_pipeline_with_a_numeric_kernel_matches_host():
     sources, base_scales = ONE_JUMP
-    conf, kernel = Config(crop_size=CROP), _gaussian_kernel()
+    conf, kernel = Config().replace(crop_size=CROP), _gaussian_kernel()
     host = _examples(data.build_example_dataset, sources, base_scales, conf, num_examples=3, kernel=kernel)
     device = _examples(data.build_device_example_dataset, sources, base_scales, conf, num_examples=3, kernel=kernel)
     for (host_son, _), (device_son, _) in zip(host, device):
@@ -90,8 +89,8 @@ def test_device_pipeline_with_a_numeric_kernel_matches_host():
 def test_device_noise_is_reproducible_and_has_the_asked_std():
     sources, base_scales = ONE_JUMP
     # A box upscale by 2 repeats every son pixel, so the interpolated son carries the son's noise unchanged.
-    conf = Config(crop_size=CROP, upscale_method="box")
-    noisy_conf = dataclasses.replace(conf, noise_std=0.02)
+    conf = Config().replace(crop_size=CROP, upscale_method="box")
+    noisy_conf = conf.replace(noise_std=0.02)
     build = data.build_device_example_dataset
     first = _examples(build, sources, base_scales, noisy_conf, num_examples=8)
     again = _examples(build, sources, base_scales, noisy_conf, num_examples=8)
@@ -117,9 +116,9 @@ def test_pipeline_choice():
 
 
 def test_config_rejects_an_unknown_pipeline():
-    assert Config().pipeline == "auto"
+    assert Config().run.pipeline == "auto"
     with pytest.raises(ConfigError, match="pipeline"):
-        Config(pipeline="gpu")
+        Config().replace(pipeline="gpu")
 
 
 def test_zssr_runs_with_the_device_pipeline(tiny_conf, monkeypatch):
@@ -130,7 +129,7 @@ def test_zssr_runs_with_the_device_pipeline(tiny_conf, monkeypatch):
         return data.build_device_example_dataset(*args, **kwargs)
 
     monkeypatch.setitem(data.PIPELINE_BUILDERS, "device", build_device)
-    conf = dataclasses.replace(tiny_conf, pipeline="device", max_iters=20)
+    conf = tiny_conf.replace(pipeline="device", max_iters=20)
     sr = ZSSR(smooth_image(20, 18), conf).run()
     assert len(calls) == 1
     assert sr.shape == (40, 36, 3) and sr.dtype == np.float32 and np.all(np.isfinite(sr))

@@ -108,8 +108,9 @@ def assert_no_errors(notebook):
             assert output["output_type"] != "error", f"{output.get('ename')}: {output.get('evalue')}"
 
 
+@pytest.mark.slow
 def test_quickstart_runs(execute):
-    notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0)
+    notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0, ZSRGAN_PRESET="zsrgan_quick")
     assert_no_errors(notebook)
     for tag in ("comparison", "curves"):
         outputs = tagged(notebook, tag)["outputs"]
@@ -120,8 +121,15 @@ def test_quickstart_runs(execute):
     assert zssr > bicubic
     assert os.path.isfile(execute.tmp / "astronaut_zssr_X2.00X2.00.png")
     assert os.path.isfile(execute.tmp / "astronaut_log.json")
+    # The ZSRGAN section (its quick preset): its own output, a figure and both PSNRs.
+    assert os.path.isfile(execute.tmp / "astronaut_zsrgan_X2.00X2.00.png")
+    gan_cell = tagged(notebook, "zsrgan")
+    assert any("image/png" in o.get("data", {}) for o in gan_cell["outputs"]), "no figure in the ZSRGAN cell"
+    assert re.search(r"PSNR-Y ZSSR: \d+\.\d\d dB +ZSRGAN: \d+\.\d\d dB", output_text(gan_cell))
+    assert "discriminator_loss" in output_text(gan_cell)
 
 
+@pytest.mark.slow
 def test_porting_runs(execute):
     notebook = execute(PORTING, PRESET="quick", SEED=0)
     assert_no_errors(notebook)

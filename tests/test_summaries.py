@@ -1,7 +1,6 @@
 """TensorBoard summaries, the progress bar, and exporting / starting from a trained network."""
 
 import collections
-import dataclasses
 import glob
 import json
 import os
@@ -12,7 +11,7 @@ import tensorflow as tf
 
 from tests.conftest import smooth_image
 from tests.test_cli import TINY, zssr
-from zssr_tf import ZSSR, summaries
+from zssr_tf import ZSSR, Config, summaries
 from zssr_tf.image_io import write_image
 from zssr_tf.models import build_zssr_generator
 
@@ -32,7 +31,7 @@ def read_events(logdir):
 
 
 def test_tensorboard_scalars_and_images_read_back(tiny_conf, tmp_path):
-    conf = dataclasses.replace(tiny_conf, scale_factors=((1.5, 1.5), (2.0, 2.0)), back_projection_iters=(1, 1),
+    conf = tiny_conf.replace(scale_factors=((1.5, 1.5), (2.0, 2.0)), back_projection_iters=(1, 1),
                                max_iters=20)
     gt = smooth_image(40, 44)
     zssr = ZSSR(smooth_image(20, 22), conf, ground_truth=gt, summary_dir=tmp_path / "tb")
@@ -69,7 +68,7 @@ def test_tensorboard_scalars_and_images_read_back(tiny_conf, tmp_path):
 
 
 def test_no_ground_truth_no_true_error_summaries(tiny_conf, tmp_path):
-    ZSSR(smooth_image(16, 16), dataclasses.replace(tiny_conf, max_iters=6), summary_dir=tmp_path).run()
+    ZSSR(smooth_image(16, 16), tiny_conf.replace(max_iters=6), summary_dir=tmp_path).run()
     events = read_events(tmp_path)
     assert {"train/loss", "quick_test/reconstruction_mse", "images/sr"} <= set(events)
     assert not {"quick_test/true_mse", "quick_test/true_psnr", "images/ground_truth"} & set(events)
@@ -77,7 +76,7 @@ def test_no_ground_truth_no_true_error_summaries(tiny_conf, tmp_path):
 
 def test_the_bar_shows_only_when_asked_and_on_a_terminal(tiny_conf, capsys, monkeypatch):
     lr = smooth_image(20, 22)
-    quiet = ZSSR(lr, dataclasses.replace(tiny_conf, progress=False)).run()
+    quiet = ZSSR(lr, tiny_conf.replace(progress=False)).run()
     not_a_terminal = ZSSR(lr, tiny_conf).run()  # pytest's stderr is no terminal
     assert "\r" not in capsys.readouterr().err
     monkeypatch.setattr(summaries, "stderr_is_terminal", lambda: True)
@@ -95,18 +94,36 @@ def test_export_then_init_weights_gives_the_same_network(tiny_conf, tmp_path):
     exporter.export_model(path)
     assert os.listdir(tmp_path) == ["net.keras"]  # no temporary left behind
 
-    restored = ZSSR(lr, dataclasses.replace(tiny_conf, init_weights=str(path)))
+    restored = ZSSR(lr, tiny_conf.replace(init_weights=str(path)))
     for saved, loaded in zip(exporter.model.get_weights(), restored.model.get_weights(), strict=True):
         assert np.array_equal(saved, loaded)
     np.testing.assert_allclose(restored.forward_pass(lr), exporter.forward_pass(lr), atol=1e-6)
 
     # The plain weights format works too, and a stage that re-initialises starts from the same weights.
     exporter.model.save_weights(tmp_path / "net.weights.h5")
-    conf = dataclasses.replace(tiny_conf, init_weights=str(tmp_path / "net.weights.h5"), init_net_for_each_sf=True,
+    conf = tiny_conf.replace(init_weights=str(tmp_path / "net.weights.h5"), init_net_for_each_sf=True,
                                scale_factors=((1.5, 1.5), (2.0, 2.0)), back_projection_iters=(1, 1))
     restarted = ZSSR(lr, conf)
     restarted.build_network(1)
     assert all(np.array_equal(a, b) for a, b in zip(exporter.model.get_weights(), restarted.model.get_weights()))
+
+
+def test_checkpoint_round_trip_restores_networks_and_optimizers_exactly(tiny_conf, tmp_path):
+    lr = smooth_image(20, 22)
+    exporter = ZSSR(lr, tiny_conf)
+    exporter.run()
+    exporter.export_model(tmp_path / "ckpt")
+    assert os.listdir(tmp_path) == ["ckpt"]  # no temporary folder left behind
+    restored = ZSSR(lr, tiny_conf.replace(seed=1))
+    restored.checkpoint.read(tf.train.latest_checkpoint(tmp_path / "ckpt")).assert_existing_objects_matched()
+    for a, b in zip(exporter.model.weights + exporter.optimizer.variables,
+                    restored.model.weights + restored.optimizer.variables, strict=True):
+        assert np.array_equal(a.numpy(), b.numpy()), a.path
+    assert int(restored.optimizer.iterations) == tiny_conf.zssr.max_iters
+    # init_weights takes the networks only: a fine-tuning run starts its own optimizer.
+    fine_tuned = ZSSR(lr, tiny_conf.replace(init_weights=str(tmp_path / "ckpt")))
+    assert all(np.array_equal(a, b) for a, b in zip(exporter.model.get_weights(), fine_tuned.model.get_weights()))
+    assert int(fine_tuned.optimizer.iterations) == 0
 
 
 def test_command_line_writes_event_files_and_the_network(tmp_path, capsys):
@@ -114,17 +131,19 @@ def test_command_line_writes_event_files_and_the_network(tmp_path, capsys):
     status, out, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}", *TINY,
                             "--tensorboard", "--export_model")
     assert status == 0, err
-    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_zssr.keras",
-                                                    "in_zssr_X2.00X2.00.png", "tb"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_zssr_X2.00X2.00.png",
+                                                    "in_zssr_checkpoint", "tb"]
     assert {"train/loss", "quick_test/reconstruction_mse"} <= set(read_events(tmp_path / "out" / "tb" / "in"))
-    assert json.loads((tmp_path / "out" / "in_log.json").read_text())["model"].endswith("in_zssr.keras")
+    assert json.loads((tmp_path / "out" / "in_log.json").read_text())["model"].endswith("in_zssr_checkpoint")
     assert "network saved as" in out
 
     # Fine-tune from it: starts where the export ended.
+    checkpoint = tmp_path / "out" / "in_zssr_checkpoint"
     status, _, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'again'}", *TINY,
-                          f"--init_weights={tmp_path / 'out' / 'in_zssr.keras'}")
+                          f"--init_weights={checkpoint}")
     assert status == 0, err
-    assert json.loads((tmp_path / "again" / "config.json").read_text())["init_weights"].endswith("in_zssr.keras")
+    config = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert config["run"]["init_weights"] == str(checkpoint)
 
 
 def test_bad_init_weights_give_one_line_and_no_output(tmp_path, capsys):
@@ -136,6 +155,8 @@ def test_bad_init_weights_give_one_line_and_no_output(tmp_path, capsys):
     build_zssr_generator(channels=3, depth=4, width=8).save_weights(tmp_path / "deep.weights.h5")
     build_zssr_generator(channels=1, depth=3, width=8).save(tmp_path / "gray.keras")
     (tmp_path / "text.keras").write_text("not a model")
+    wide_checkpoint = tmp_path / "wide_checkpoint"
+    ZSSR(smooth_image(16, 16), Config().replace(width=16, depth=3)).export_model(wide_checkpoint)
     (tmp_path / "text.weights.h5").write_text("not weights")
     cases = [
         (tmp_path / "in.png", tmp_path / "missing.keras", "no such file"),
@@ -146,7 +167,10 @@ def test_bad_init_weights_give_one_line_and_no_output(tmp_path, capsys):
         (tmp_path / "in.png", tmp_path / "gray.keras", "1 channel;"),
         (tmp_path / "in.png", tmp_path / "text.keras", "not a Keras model or weights file"),
         (tmp_path / "in.png", tmp_path / "text.weights.h5", "not a Keras model or weights file"),
-        (tmp_path / "in.png", tmp_path / "net.h5", "not a .keras or .weights.h5 file"),
+        (tmp_path / "in.png", tmp_path / "net.h5", "not a checkpoint folder or a .keras or .weights.h5 file"),
+        (tmp_path / "in.png", tmp_path / "no_checkpoint", "no such checkpoint folder"),
+        (tmp_path / "in.png", wide_checkpoint, "holds a generator of depth 3, width 16, 3 channels; this run needs "
+         "depth 3, width 8, 3 channels"),
     ]
     for image, weights, message in cases:
         out_dir = tmp_path / "out"

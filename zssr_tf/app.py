@@ -1,10 +1,12 @@
 """Runs from files to files: one image or a folder of images in, everything the run produced out.
 
-The command line and notebooks call `run()` (one image) or `run_folder()` (the original `run_ZSSR.py`); the trainers
-never touch files. Everything goes under `output_dir`: `config.json` (the effective configuration), one SR image
-per scale stage named as the original names them, `<name>_log.json` (losses, quick tests, learning-rate drops,
-timings), for folders `results.csv`, and on request the trained network `<name>_zssr.keras` and TensorBoard event
-files (`tb/<name>/`). Every file but the event files is written atomically.
+The command line and notebooks call `run()` (one image) or `run_folder()` (the original `run_ZSSR.py`) with any
+method of `zssr_tf.methods.METHODS`; the trainers never touch files. Everything goes under `output_dir`:
+`config.json` (the effective configuration, its method included), one SR image per scale stage named as the
+original names them (`<name>_<method>_X2.00X2.00.png`), `<name>_log.json` (the train step's named scalars, quick
+tests, learning-rate drops, timings), for folders `results.csv`, and on request the checkpoint of the trained
+networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard event files (`tb/<name>/`). Every file but
+the event files is written atomically.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from typing import Any, Sequence
 
@@ -27,8 +30,8 @@ from zssr_tf.config import Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
-from zssr_tf.models.weights import saved_weight_shapes
-from zssr_tf.train import ZSSR
+from zssr_tf.methods import METHODS
+from zssr_tf.models.weights import check_init_weights
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
 
@@ -48,19 +51,24 @@ class RunResult:
     model: str | None = None  # the exported network (export_model)
 
 
+# The names of the files a run writes for image <name> (beside <name>.<ext>): the folder scan skips them.
+OUTPUT_SUFFIXES = re.compile(r"_(?:[a-z0-9]+_(?:X\d+\.\d\d)+|training|comparison)$")
+
+
 def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
-    return [os.path.join(output_dir, output_name(input_path, sf)) for sf in conf.scale_factors]
+    return [os.path.join(output_dir, output_name(input_path, sf, conf.method)) for sf in conf.task.scale_factors]
 
 
-def model_path(input_path: str, output_dir: str) -> str:
-    """Where `export_model` saves an image's network: `<output_dir>/<name>_zssr.keras`."""
-    return os.path.join(output_dir, f"{os.path.splitext(os.path.basename(input_path))[0]}_zssr.keras")
+def model_path(conf: Config, input_path: str, output_dir: str) -> str:
+    """Where `export_model` saves an image's networks and optimizers: `<output_dir>/<name>_<method>_checkpoint`."""
+    stem = os.path.splitext(os.path.basename(input_path))[0]
+    return os.path.join(output_dir, f"{stem}_{conf.method}_checkpoint")
 
 
 def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
         kernels: Sequence[str] | None = None, overwrite: bool = True, tensorboard_dir: str | None = None,
         export_model: bool = False) -> RunResult:
-    """Super-resolves one image file with ZSSR and writes the results.
+    """Super-resolves one image file with the configured method and writes the results.
 
     Args:
       conf: the run's configuration.
@@ -70,8 +78,8 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
       kernels: optional kernel files (.mat/.npy), one per scale factor.
       overwrite: when False and every output exists already, nothing is done (status "skipped").
       tensorboard_dir: optional; TensorBoard event files go to `<tensorboard_dir>/<name>/`.
-      export_model: whether to save the trained network (the last stage's) as `<output_dir>/<name>_zssr.keras`,
-        which `Config.init_weights` can start other runs from.
+      export_model: whether to save the trained networks and optimizers (the last stage's) as the checkpoint
+        folder `<output_dir>/<name>_<method>_checkpoint`, which `init_weights` can start other runs from.
 
     Returns:
       A RunResult. The SR image keeps the input's channels (alpha is interpolated, not learned) and bit depth.
@@ -90,33 +98,33 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
     # The image's name tags its log lines (the original named array inputs' outputs after it).
     summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name)
-    zssr = ZSSR(color, dataclasses.replace(conf, name=name), ground_truth=gt, kernels=kernels,
-                summary_dir=summary_dir)
-    # Only now: ZSSR() has validated the image, ground truth, kernels and initial weights.
+    trainer = METHODS[conf.method](color, conf.replace(name=name), ground_truth=gt, kernels=kernels,
+                                   summary_dir=summary_dir)
+    # Only now: the trainer has validated the image, ground truth, kernels and initial weights.
     prepare_output_dir(conf, output_dir)
-    zssr.run()
-    for path, sf, sr in zip(outputs, conf.scale_factors, zssr.outputs):
+    trainer.run()
+    for path, sf, sr in zip(outputs, conf.task.scale_factors, trainer.outputs):
         if alpha is not None:
-            upscaled_alpha = imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.upscale_method)
+            upscaled_alpha = imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.task.upscale_method)
             sr = np.concatenate([sr, np.clip(upscaled_alpha, 0, 1).astype(np.float32)], axis=2)
         write_image(path, sr, image.bit_depth)
-    result = RunResult(name=name, outputs=outputs, image=zssr.outputs[-1], seconds=time.perf_counter() - start,
-                       iterations=[h.iterations for h in zssr.history])
+    result = RunResult(name=name, outputs=outputs, image=trainer.outputs[-1], seconds=time.perf_counter() - start,
+                       iterations=[h.iterations for h in trainer.history])
     if export_model:
-        result.model = model_path(input_path, output_dir)
-        zssr.export_model(result.model)
-    if zssr.gt_per_sf is not None:
-        result.psnr_y = metrics.psnr(result.image, zssr.gt_per_sf)
-        result.psnr_y_shaved = metrics.psnr(result.image, zssr.gt_per_sf,
-                                            border=math.ceil(max(conf.final_scale_factor)))
-        pictures.plot_training(zssr.history, os.path.join(output_dir, f"{name}_training.png"))
-        bicubic = imresize(color, conf.final_scale_factor, output_shape=result.image.shape[:2],
-                           kernel=conf.upscale_method)
-        pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, zssr.gt_per_sf,
+        result.model = model_path(conf, input_path, output_dir)
+        trainer.export_model(result.model)
+    if trainer.gt_per_sf is not None:
+        result.psnr_y = metrics.psnr(result.image, trainer.gt_per_sf)
+        result.psnr_y_shaved = metrics.psnr(result.image, trainer.gt_per_sf,
+                                            border=math.ceil(max(conf.task.final_scale_factor)))
+        pictures.plot_training(trainer.history, os.path.join(output_dir, f"{name}_training.png"))
+        bicubic = imresize(color, conf.task.final_scale_factor, output_shape=result.image.shape[:2],
+                           kernel=conf.task.upscale_method)
+        pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
                                  os.path.join(output_dir, f"{name}_comparison.png"))
-    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []),
+    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []), "method": conf.method,
            **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
-           "stages": [dataclasses.asdict(h) for h in zssr.history]}
+           "stages": [dataclasses.asdict(h) for h in trainer.history]}
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
     return result
 
@@ -125,7 +133,8 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
     """The original folder convention: every image, its `<name>_gt.*` and its kernels `<name>_<i>.mat`.
 
     Kernels are used only when all `num_stages` files exist (as the original); a partial set is reported and
-    ignored.
+    ignored. Files this project writes beside an image (`<name>_<method>_X2.00X2.00.png`, `<name>_training.png`,
+    `<name>_comparison.png`, when the output folder is the input folder) are not inputs.
 
     Returns:
       Sorted (input, ground truth or None, kernel files or None) triples.
@@ -138,10 +147,15 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
 
     files = sorted(p for p in glob.glob(os.path.join(glob.escape(input_dir), "*")) if is_image(p))
     by_stem = {os.path.splitext(p)[0]: p for p in files}
+
+    def ours(stem: str) -> bool:  # an output of ours: the name of another image of the folder plus our suffix
+        match = OUTPUT_SUFFIXES.search(stem)
+        return match is not None and stem[:match.start()] in by_stem
+
     jobs = []
     for path in files:
         stem = os.path.splitext(path)[0]
-        if stem.endswith("_gt") or "_zssr_X" in os.path.basename(stem):  # ground truths and our own outputs
+        if stem.endswith("_gt") or ours(stem):  # ground truths and our own outputs
             continue
         kernels = [f"{stem}_{i}.mat" for i in range(num_stages)]
         found = [k for k in kernels if os.path.isfile(k)]
@@ -156,17 +170,17 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
 
 def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
                tensorboard_dir: str | None = None, export_model: bool = False) -> list[RunResult]:
-    """ZSSR on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
+    """The method on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
 
     An image that fails is reported in results.csv (status "error: ...") and the others go on. `tensorboard_dir`
     and `export_model` are as in `run`, per image.
 
     Raises:
-      ImageError: the folder has no images. ValueError: `conf.init_weights` is missing or unreadable.
+      ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable.
     """
-    jobs = find_inputs(input_dir, conf.num_stages)
-    if conf.init_weights:
-        saved_weight_shapes(conf.init_weights)  # fail before writing anything, not once per image
+    jobs = find_inputs(input_dir, conf.task.num_stages)
+    if conf.run.init_weights:
+        check_init_weights(conf.run.init_weights)  # fail before writing anything, not once per image
     prepare_output_dir(conf, output_dir)
     results = []
     for index, (input_path, ground_truth, kernels) in enumerate(jobs):

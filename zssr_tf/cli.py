@@ -1,8 +1,9 @@
 """The command line: absl flags -> Config -> `app.run`. The only module that imports absl.flags.
 
-Every `Config` field is a flag of the same name (generated from the dataclass, so the two never drift apart);
-presets are flagfiles: `zssr --flagfile=flags/x2_real.cfg --noise_std=0.02 --input=img.png --output_dir=out`
-(the later flag wins). Bad input ends with one line on stderr and exit status 1 (2 for bad flags).
+Every `Config` field is a flag (`config.FLAG_FIELDS`, generated from the dataclasses, so the two never drift apart;
+`--method` picks the method); presets are flagfiles:
+`zssr --flagfile=flags/x2_real.cfg --noise_std=0.02 --input=img.png --output_dir=out` (the later flag wins). Bad
+input ends with one line on stderr and exit status 1 (2 for bad flags).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from absl import app as absl_app
 from absl import flags
 
 from zssr_tf import app
-from zssr_tf.config import DEFAULTS, FIELD_HELP, FIELD_NAMES, KERNEL_NAMES, PIPELINES, PRECISIONS, Config, \
-    ConfigError, coerce, format_value
+from zssr_tf.config import DEFAULTS, FIELD_CHOICES, FIELD_HELP, FLAG_NAMES, Config, ConfigError, format_value
 from zssr_tf.image_io import ImageError
 from zssr_tf.kernels import KernelError
 
@@ -33,19 +33,18 @@ flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs a
 flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
                      "reconstruction error, true PSNR with ground truth, each stage's output) to "
                      "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
-flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained network (of the last stage) as "
-                     "<output_dir>/<image name>_zssr.keras, which --init_weights can start other runs from.")
+flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained networks and optimizers (of the "
+                     "last stage) as the checkpoint folder <output_dir>/<image name>_<method>_checkpoint, which "
+                     "--init_weights can start other runs from.")
 
 
 def _define_config_flags() -> None:
-    for name in FIELD_NAMES:
+    for name in FLAG_NAMES:
         default, help_text = DEFAULTS[name], FIELD_HELP[name]
         if isinstance(default, bool):
             flags.DEFINE_boolean(name, default, help_text)
-        elif name.endswith("_method"):
-            flags.DEFINE_enum(name, default, KERNEL_NAMES, help_text)
-        elif name in ("precision", "pipeline"):
-            flags.DEFINE_enum(name, default, PRECISIONS if name == "precision" else PIPELINES, help_text)
+        elif FIELD_CHOICES[name]:
+            flags.DEFINE_enum(name, default, FIELD_CHOICES[name], help_text)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, help_text)
         elif isinstance(default, float):
@@ -59,7 +58,7 @@ _define_config_flags()
 
 def config_from_flags() -> Config:
     """The Config described by the parsed flags."""
-    return Config.from_dict({name: coerce(name, FLAGS[name].value) for name in FIELD_NAMES})
+    return Config.from_dict({name: FLAGS[name].value for name in FLAG_NAMES})
 
 
 def _fail(message: str, status: int = 1) -> None:
@@ -117,10 +116,10 @@ def _summary(result: app.RunResult) -> str:
     return text
 
 
-USAGE = """Zero-shot super-resolution (ZSSR) of an image or a folder of images.
+USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN) of an image or a folder of images.
 
-  zssr --input=IMG_OR_DIR --output_dir=DIR [--flagfile=flags/NAME.cfg] [--ground_truth=HR] [--kernels=K.mat] ...
-       [--tensorboard] [--export_model] [--init_weights=NET.keras]
+  zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan] [--flagfile=flags/NAME.cfg] [--ground_truth=HR]
+       [--kernels=K.mat] ... [--tensorboard] [--export_model] [--init_weights=CHECKPOINT_DIR|NET.keras]
 """
 
 
@@ -128,7 +127,7 @@ def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
     for name in ("input", "output_dir", "ground_truth", "kernels", "overwrite", "tensorboard", "export_model",
-                 *FIELD_NAMES):
+                 *FLAG_NAMES):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

@@ -1,9 +1,19 @@
-"""The ZSSR configuration: one frozen dataclass, its validation, and its text forms.
+"""The configuration of a run: nested frozen dataclasses, their validation, and their text forms.
 
-`Config` carries the original TF1 `configs.Config` defaults (field names kept so porters recognise them). It is
-frozen: variants are made with `dataclasses.replace` or `Config.from_flagfile(path, **overrides)`, never by mutation
-(the original's derived `filter_shape` went stale that way). The same field <-> string conversions serve flagfiles,
-the command line (`zssr_tf.cli`) and JSON, so the three forms always agree.
+`Config` holds the chosen `method` and one group per concern:
+  * `run` (`RunConfig`): what every method shares: seed, precision, example pipeline, XLA, tiling, limits,
+    reporting, starting weights;
+  * `task` (`TaskConfig`): what is asked of every method: the scale factors (gradual stages) and the degradation
+    model (kernels that made the LR image and that interpolate);
+  * one group per method (`zssr`: `ZSSRConfig`, the original TF1 `configs.Config` fields and defaults;
+    `zsrgan`: `ZSRGANConfig`), read only by that method.
+
+Every field is a flag (`FLAG_FIELDS`, generated from the dataclasses so they never drift apart): the shared
+groups' and ZSSR's fields keep their bare names (the original's vocabulary, `--max_iters`), the other methods'
+fields carry the method's name (`--zsrgan_max_iters`), so no two flags clash. Flagfiles and `Config.from_dict` take
+those flat names; JSON (`config.json`) is nested. Configs are frozen: variants are made with `Config.replace`
+(flat names) or `dataclasses.replace`, never by mutation (the original's derived `filter_shape` went stale that
+way). Reading a config imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ from zssr_tf.imresize import KERNEL_NAMES
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("auto", "host", "device")
+METHOD_NAMES = ("zssr", "zsrgan")
+VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv1", "block3_conv3", "block4_conv3", "block5_conv3")
 INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
 
 ScalePair = tuple[float, float]
@@ -27,19 +39,117 @@ class ConfigError(ValueError):
     """A configuration value or preset file is invalid (the message is one line)."""
 
 
-def _field(default: Any, help_text: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_text})
+def _field(default: Any, help_text: str, choices: tuple[str, ...] | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_positive(group: Any, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        _check(getattr(group, name) >= 1, f"{prefix}{name}: must be >= 1, got {getattr(group, name)}")
+
+
+def _check_choice(group: Any, prefix: str = "") -> None:
+    for f in dataclasses.fields(group):
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            value = getattr(group, f.name)
+            _check(value in choices, f"{prefix}{f.name}: {value!r} is not one of {', '.join(choices)}")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """All settings of a ZSSR run, with the defaults of the original code (X2 one jump, ideal bicubic)."""
+class RunConfig:
+    """Settings every method shares: randomness, computation, limits, reporting, weights from disk."""
 
-    # Scale factors and stages.
+    seed: int = _field(0, "Seed of every random choice (weights, training examples, noise): same seed, same output.")
+    precision: str = _field(
+        "auto", "Compute precision of the networks: float32, mixed_bfloat16, mixed_float16, or auto "
+        "(mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32). Variables, the losses and "
+        "the residual stay float32.", PRECISIONS)
+    pipeline: str = _field(
+        "auto", "Where ZSSR's training examples are made: host (numpy/OpenCV in a background thread), device "
+        "(TensorFlow ops; on the GPU when there is one), or auto (host: measured faster on the CPU and on an H100 "
+        "alike).", PIPELINES)
+    jit_compile: bool = _field(
+        False, "Compile the train step with XLA. Off by default: XLA is slower on CPUs. On a GPU, where the step is "
+        "bound by kernel launches, fusing them may pay (not yet measured).")
+    max_output_megapixels: float = _field(
+        16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
+        "megapixel, so larger images are refused up front; raise it on machines with more memory.")
+    tile_size: int = _field(
+        512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result is "
+        "the same as in one piece).")
+    display_every: int = _field(20, "Iterations between the log lines of the train step's losses.")
+    progress: bool = _field(
+        True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
+        "in a notebook or on a terminal; where stderr is not a terminal the log lines report progress instead.")
+    name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's file "
+                       "name).")
+    vgg_weights: str = _field(
+        "imagenet", "ImageNet VGG16 weights of perceptual losses (ZSRGAN's): imagenet (Keras's cached file "
+        "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, which is never downloaded here), the "
+        "path of such an .h5 file, or none (no perceptual loss).")
+    init_weights: str = _field(
+        "", "Weights to start from instead of random ones, fine-tuned on each image: a checkpoint folder written "
+        "by --export_model (every network it holds that this method has), or a generator saved as .keras or "
+        ".weights.h5. Empty starts from random weights.")
+
+    def __post_init__(self) -> None:
+        _check_choice(self)
+        _check_positive(self, ("tile_size", "display_every"))
+        _check(self.max_output_megapixels > 0, "max_output_megapixels: must be > 0")
+        _check(self.seed >= 0, "seed: must be >= 0")
+        _check(self.vgg_weights in ("imagenet", "none") or self.vgg_weights.endswith(".h5"),
+               f"vgg_weights: {self.vgg_weights!r} is not imagenet, none or an .h5 file")
+        weights = self.init_weights.rstrip("/")
+        _check(not weights or weights.endswith(INIT_WEIGHTS_SUFFIXES) or not os.path.splitext(weights)[1],
+               f"init_weights: {self.init_weights} is not a checkpoint folder or a "
+               f"{' or '.join(INIT_WEIGHTS_SUFFIXES)} file")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """What every method is asked to do: the scale factors and the degradation model of the LR image."""
+
     scale_factors: tuple[ScalePair, ...] = _field(
         ((2.0, 2.0),),
         "Scale factors, one per gradual stage, each a number or a vertical x horizontal pair, comma separated "
         "(e.g. 2 or 1x1.5,1.5x1,1.5,1.5x2,2x1.5,2). Every stage upscales the input; the last one is the result.")
+    downscale_method: str = _field(
+        "cubic", f"Kernel used to make LR sons when no kernel file is given; one of {', '.join(KERNEL_NAMES)}.",
+        KERNEL_NAMES)
+    upscale_method: str = _field(
+        "cubic", "Interpolation that brings LR sons to the father's size (the network learns its residual) and "
+        "that back-projection upscales with.", KERNEL_NAMES)
+    downscale_gt_method: str = _field(
+        "cubic", "Kernel that shrinks the ground truth to intermediate gradual scales (monitoring only).",
+        KERNEL_NAMES)
+
+    def __post_init__(self) -> None:
+        _check_choice(self)
+        _check(len(self.scale_factors) >= 1, "scale_factors: give at least one scale factor")
+        for sf in self.scale_factors:
+            _check(len(sf) == 2 and all(math.isfinite(s) for s in sf), f"scale_factors: {sf} is not a pair of numbers")
+            _check(min(sf) >= 1.0 and max(sf) > 1.0,
+                   f"scale_factors: {format_value((sf,))} must upscale (every factor >= 1, one > 1)")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.scale_factors)
+
+    @property
+    def final_scale_factor(self) -> ScalePair:
+        return self.scale_factors[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZSSRConfig:
+    """ZSSR's own settings, with the defaults of the original code (X2 one jump, ideal bicubic)."""
+
     back_projection_iters: tuple[int, ...] = _field(
         (10,), "Back-projection iterations of each stage's final test, comma separated, one per scale factor.")
     init_net_for_each_sf: bool = _field(
@@ -52,17 +162,7 @@ class Config:
         "from the interpolated input.")
     learn_residual: bool = _field(
         True, "Whether the network learns the residual between the interpolated LR son and the HR father.")
-    init_weights: str = _field(
-        "", "Network weights to start from instead of random ones (a .keras file saved with --export_model, or "
-        ".weights.h5), fine-tuned on each image: a pretrained start point. Empty starts from random weights.")
-    # Degradation model.
-    downscale_method: str = _field(
-        "cubic", f"Kernel used to make LR sons when no kernel file is given; one of {', '.join(KERNEL_NAMES)}.")
-    upscale_method: str = _field(
-        "cubic", "Interpolation that brings LR sons to the father's size (the network learns its residual) and "
-        "that back-projection upscales with.")
-    downscale_gt_method: str = _field(
-        "cubic", "Kernel that shrinks the ground truth to intermediate gradual scales (monitoring only).")
+    # Degradation of the sons.
     noise_std: float = _field(
         0.0, "Standard deviation of the Gaussian noise added to LR sons, in [0, 1] image units (for real, noisy "
         "or compressed inputs).")
@@ -97,46 +197,30 @@ class Config:
         True, "Whether to run the quick test (reconstruction error of the input from its own son) that drives "
         "the learning-rate policy; without it only max_iters stops training.")
     run_test_every: int = _field(50, "Iterations between quick tests.")
-    display_every: int = _field(20, "Iterations between loss log lines.")
-    # Computation.
-    precision: str = _field(
-        "auto", "Compute precision of the network: float32, mixed_bfloat16, mixed_float16, or auto "
-        "(mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32). Variables, the loss and "
-        "the residual stay float32.")
-    pipeline: str = _field(
-        "auto", "Where training examples are made: host (numpy/OpenCV in a background thread), device (TensorFlow "
-        "ops; on the GPU when there is one), or auto (host: measured faster on the CPU and on an H100 alike).")
-    jit_compile: bool = _field(
-        False, "Compile the train step with XLA. Off by default: XLA is slower on CPUs. On a GPU, where the step is "
-        "bound by kernel launches, fusing them may pay (not yet measured).")
-    max_output_megapixels: float = _field(
-        16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
-        "megapixel, so larger images are refused up front; raise it on machines with more memory.")
-    tile_size: int = _field(
-        512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result "
-        "is the same as in one piece).")
     # Output.
     output_flip: bool = _field(
         True, "Whether the final test averages (median) the 8 rotations and mirrors of the input (4 for "
         "anisotropic scale factors).")
-    name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's "
-                       "file name).")
-    seed: int = _field(0, "Seed of every random choice (weights, fathers, noise): same seed, same output.")
-    progress: bool = _field(
-        True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
-        "in a notebook or on a terminal; where stderr is not a terminal the log lines report progress instead.")
 
     def __post_init__(self) -> None:
-        _validate(self)
-
-    # Derived values are properties so they never go stale (the original's filter_shape did).
-    @property
-    def num_stages(self) -> int:
-        return len(self.scale_factors)
-
-    @property
-    def final_scale_factor(self) -> ScalePair:
-        return self.scale_factors[-1]
+        _check(all(n >= 0 for n in self.back_projection_iters), "back_projection_iters: must be >= 0")
+        _check_positive(self, ("width", "depth", "crop_size", "max_iters", "run_test_every",
+                               "learning_rate_policy_check_every", "learning_rate_slope_range"))
+        _check(self.crop_size >= 4, f"crop_size: must be >= 4, got {self.crop_size}")
+        _check(self.min_iters >= 0, "min_iters: must be >= 0")
+        for name in ("learning_rate", "min_learning_rate", "init_variance", "learning_rate_change_ratio"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"{name}: must be a finite number >= 0, got {value}")
+        _check(self.learning_rate > 0, "learning_rate: must be > 0")
+        _check(math.isfinite(self.noise_std) and self.noise_std >= 0, f"noise_std: must be >= 0, got {self.noise_std}")
+        p_leave, p_no_interp = self.augment_leave_as_is_probability, self.augment_no_interpolate_probability
+        _check(0 <= p_leave <= 1 and 0 <= p_no_interp <= 1 and p_leave + p_no_interp <= 1,
+               "augment_*_probability: each in [0, 1] and together at most 1")
+        _check(0 < self.augment_min_scale <= 1, f"augment_min_scale: must be in (0, 1], got {self.augment_min_scale}")
+        _check(self.augment_scale_diff_sigma >= 0 and self.augment_shear_sigma >= 0, "augment sigmas: must be >= 0")
+        _check(not self.run_test or self.slope_points >= 3,
+               f"learning_rate_slope_range // run_test_every = {self.slope_points}: the policy needs at least 3 "
+               "quick-test points to fit a line and its error")
 
     @property
     def slope_points(self) -> int:
@@ -145,23 +229,154 @@ class Config:
 
     @property
     def filter_shape(self) -> tuple[tuple[int, int, int, int], ...]:
-        """Kernel shapes of the 8 layers for RGB, as the original reported them."""
+        """Kernel shapes of the layers for RGB, as the original reported them."""
         channels = [3] + [self.width] * (self.depth - 1) + [3]
         return tuple((3, 3, c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:]))
 
+
+@dataclasses.dataclass(frozen=True)
+class ZSRGANConfig:
+    """ZSRGAN's settings (Lee, Teodoro, Kim): the ZSSR generator, a DCGAN-style discriminator, L1 + VGG16
+    perceptual + adversarial losses; defaults from the report."""
+
+    # Networks.
+    width: int = _field(64, "ZSRGAN: channels of the generator's hidden 3x3 convolutions.")
+    depth: int = _field(8, "ZSRGAN: number of 3x3 convolution layers of the generator.")
+    init_variance: float = _field(
+        0.1, "ZSRGAN: the generator's weights start as N(0, init_variance / (3 * 3 * input channels)), as ZSSR's, "
+        "so training starts from the interpolated input.")
+    discriminator_width: int = _field(
+        64, "ZSRGAN: channels of the discriminator's first block; each of its 4 blocks doubles them (64 to 512).")
+    # Losses (the report's equations 4 and 5).
+    reconstruction_weight: float = _field(1.0, "ZSRGAN: weight of the L1 reconstruction loss (lambda_R).")
+    perceptual_weight: float = _field(
+        1.0, "ZSRGAN: weight of the L1 loss between VGG16 features of the output and the father (lambda_P); "
+        "dropped when --vgg_weights=none.")
+    adversarial_weight: float = _field(
+        1.0, "ZSRGAN: weight of the generator's adversarial (binary cross-entropy) loss (lambda_G).")
+    discriminator_loss_weight: float = _field(
+        0.5, "ZSRGAN: the discriminator's loss is this times the sum of its real and fake binary cross-entropies.")
+    vgg_layer: str = _field(
+        "block3_conv1", "ZSRGAN: the VGG16 layer whose ReLU features the perceptual loss compares (block3_conv1 is "
+        "the report's relu3_1).", VGG_LAYERS)
+    # Optimisation.
+    max_iters: int = _field(2000, "ZSRGAN: training iterations per scale factor.")
+    learning_rate: float = _field(1e-3, "ZSRGAN: initial Adam learning rate of both networks, at every stage.")
+    beta_1: float = _field(0.5, "ZSRGAN: Adam's beta_1 for both networks.")
+    learning_rate_decay_every: int = _field(
+        500, "ZSRGAN: the learning rate is multiplied by --zsrgan_learning_rate_decay every this many iterations.")
+    learning_rate_decay: float = _field(0.5, "ZSRGAN: factor of each learning-rate step.")
+    # Training examples.
+    crop_size: int = _field(
+        128, "ZSRGAN: side of the square father crops (at most the input's smaller side); the discriminator "
+        "needs at least 64.")
+    min_father_size: int = _field(
+        64, "ZSRGAN: the smallest shorter side of a father (a bicubic downscaling of the input); larger fathers "
+        "are drawn more often, in proportion to their area.")
+    noise_std: float = _field(
+        0.05, "ZSRGAN: standard deviation of the Gaussian noise on the generator's input (the interpolated son), "
+        "in [0, 1] image units: the report's sigma 0.1 on the [-1, 1] range its code computes in.")
+    test_every: int = _field(
+        100, "ZSRGAN: iterations between quick tests (reconstruction error of the input from its son, true error "
+        "with ground truth): monitoring only.")
+    # Output.
+    output_flip: bool = _field(
+        False, "ZSRGAN: whether the final output is ZSSR's self-ensemble (median of the 8 rotations and mirrors) "
+        "instead of the generator on the interpolated input alone, as the report makes it.")
+    back_projection_iters: int = _field(
+        0, "ZSRGAN: back-projection iterations of the final output (0, as the report; ZSSR uses 10).")
+
+    def __post_init__(self) -> None:
+        prefix = "zsrgan_"
+        _check_choice(self, prefix)
+        _check_positive(self, ("width", "depth", "discriminator_width", "max_iters", "learning_rate_decay_every",
+                               "test_every"), prefix)
+        _check(self.depth >= 2, "zsrgan_depth: must be >= 2")
+        _check(self.crop_size >= 64, f"zsrgan_crop_size: the discriminator needs crops of at least 64, got "
+               f"{self.crop_size}")
+        _check(1 <= self.min_father_size, "zsrgan_min_father_size: must be >= 1")
+        for name in ("reconstruction_weight", "perceptual_weight", "adversarial_weight", "discriminator_loss_weight",
+                     "init_variance", "noise_std"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"{prefix}{name}: must be a finite number >= 0, got {value}")
+        _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "zsrgan_learning_rate: must be > 0")
+        _check(0 <= self.beta_1 < 1, "zsrgan_beta_1: must be in [0, 1)")
+        _check(0 < self.learning_rate_decay <= 1, "zsrgan_learning_rate_decay: must be in (0, 1]")
+        _check(self.back_projection_iters >= 0, "zsrgan_back_projection_iters: must be >= 0")
+
+    def learning_rate_at(self, iteration: int) -> float:
+        """The step schedule's learning rate at an iteration of the stage (Python; no device read)."""
+        return self.learning_rate * self.learning_rate_decay ** (iteration // self.learning_rate_decay_every)
+
+
+# Group name -> (dataclass, flag prefix). Methods' groups are named after the method.
+GROUPS: dict[str, tuple[type, str]] = {
+    "run": (RunConfig, ""),
+    "task": (TaskConfig, ""),
+    "zssr": (ZSSRConfig, ""),
+    "zsrgan": (ZSRGANConfig, "zsrgan_"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs: the method and the settings of every group (see the module docstring)."""
+
+    method: str = _field("zssr", "Zero-shot method: zssr (Shocher et al. 2018) or zsrgan (ZSSR with a "
+                         "discriminator and a perceptual loss, Lee et al.).", METHOD_NAMES)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    zssr: ZSSRConfig = dataclasses.field(default_factory=ZSSRConfig)
+    zsrgan: ZSRGANConfig = dataclasses.field(default_factory=ZSRGANConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice(self)
+        for group, (cls, _) in GROUPS.items():
+            _check(isinstance(getattr(self, group), cls), f"{group}: must be a {cls.__name__}")
+        _check(len(self.zssr.back_projection_iters) == self.task.num_stages,
+               f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
+               "scale factor(s); give one per scale factor")
+
+    @property
+    def method_config(self) -> Any:
+        """The chosen method's own group."""
+        return getattr(self, self.method)
+
+    def replace(self, **flat: Any) -> Config:
+        """A copy with fields changed by their flag names (`conf.replace(max_iters=10, seed=1)`)."""
+        return _from_flat(flat, base=self)
+
     # Text forms.
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}}."""
+        return {"method": self.method, **{group: {f.name: _to_jsonable(getattr(getattr(self, group), f.name))
+                                                  for f in dataclasses.fields(getattr(self, group))}
+                                          for group in GROUPS}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Flag name -> value."""
+        return {flag: (self.method if group is None else getattr(getattr(self, group), name))
+                for flag, (group, name) in FLAG_FIELDS.items()}
+
+    def to_flagfile(self) -> str:
+        return "".join(f"--{flag}={format_value(value)}\n" for flag, value in self.to_flat_dict().items())
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        unknown = sorted(set(values) - set(FIELD_NAMES))
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**{name: coerce(name, value) for name, value in values.items()})
+        """From flag names (flat) or the nested form of `to_dict` (config.json), or both."""
+        flat = {}
+        for key, value in values.items():
+            if key in GROUPS and isinstance(value, dict):
+                _, prefix = GROUPS[key]
+                unknown = sorted(set(value) - {f.name for f in dataclasses.fields(GROUPS[key][0])})
+                _check(not unknown, f"unknown config field(s) in {key}: {', '.join(unknown)}")
+                flat.update({prefix + name: v for name, v in value.items()})
+            else:
+                flat[key] = value
+        return _from_flat(flat)
 
     @classmethod
     def from_json(cls, text: str) -> Config:
@@ -169,22 +384,57 @@ class Config:
             values = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"config JSON is malformed: {e}") from None
+        _check(isinstance(values, dict), "config JSON: expected an object")
         return cls.from_dict(values)
-
-    def to_flagfile(self) -> str:
-        return "".join(f"--{name}={format_value(getattr(self, name))}\n" for name in FIELD_NAMES)
 
     @classmethod
     def from_flagfile(cls, path: str | os.PathLike, **overrides: Any) -> Config:
-        """Reads a preset (`--name=value` lines, absl flagfile syntax); keyword overrides win."""
+        """Reads a preset (`--name=value` lines, absl flagfile syntax); keyword overrides (flag names) win."""
         values = read_flagfile(path)
         values.update(overrides)
         return cls.from_dict(values)
 
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
-FIELD_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+def _flag_fields() -> dict[str, tuple[str | None, str]]:
+    """Flag name -> (group, field name); `method` is (None, "method"). Raises on a clash (a programming error)."""
+    fields: dict[str, tuple[str | None, str]] = {"method": (None, "method")}
+    for group, (cls, prefix) in GROUPS.items():
+        for f in dataclasses.fields(cls):
+            flag = prefix + f.name
+            if flag in fields:
+                raise RuntimeError(f"flag --{flag} of {group} clashes with {fields[flag]}")
+            fields[flag] = (group, f.name)
+    return fields
+
+
+FLAG_FIELDS = _flag_fields()
+FLAG_NAMES = tuple(FLAG_FIELDS)
+
+
+def _dataclass_field(flag: str) -> dataclasses.Field:
+    group, name = FLAG_FIELDS[flag]
+    cls = Config if group is None else GROUPS[group][0]
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+FIELD_HELP = {flag: _dataclass_field(flag).metadata["help"] for flag in FLAG_NAMES}
+FIELD_CHOICES = {flag: _dataclass_field(flag).metadata["choices"] for flag in FLAG_NAMES}
+DEFAULTS = {flag: _dataclass_field(flag).default for flag in FLAG_NAMES}
+# Which group each flag belongs to, for grouped help.
+FLAG_GROUP = {flag: group or "run" for flag, (group, _) in FLAG_FIELDS.items()}
+
+
+def _from_flat(flat: dict[str, Any], base: Config | None = None) -> Config:
+    unknown = sorted(set(flat) - set(FLAG_FIELDS))
+    _check(not unknown, f"unknown config field(s): {', '.join(unknown)}")
+    changes: dict[str | None, dict[str, Any]] = {}
+    for flag, value in flat.items():
+        group, name = FLAG_FIELDS[flag]
+        changes.setdefault(group, {})[name] = coerce(flag, value)
+    groups = {group: dataclasses.replace(getattr(base, group), **changes.get(group, {})) if base is not None
+              else cls(**changes.get(group, {})) for group, (cls, _) in GROUPS.items()}
+    method = changes.get(None, {}).get("method", base.method if base is not None else DEFAULTS["method"])
+    return Config(method=method, **groups)
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -224,7 +474,7 @@ def format_value(value: Any) -> str:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Converts a flag string, JSON value or Python value to the type of field `name`."""
+    """Converts a flag string, JSON value or Python value to the type of the field of flag `name`."""
     if name not in DEFAULTS:
         raise ConfigError(f"unknown config field: {name}")
     default = DEFAULTS[name]
@@ -311,46 +561,3 @@ def read_flagfile(path: str | os.PathLike) -> dict[str, str]:
         else:
             raise ConfigError(f"flagfile {path}: flag --{name} needs a value")
     return values
-
-
-def _validate(c: Config) -> None:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
-    check(len(c.scale_factors) >= 1, "scale_factors: give at least one scale factor")
-    for sf in c.scale_factors:
-        check(len(sf) == 2 and all(math.isfinite(s) for s in sf), f"scale_factors: {sf} is not a pair of numbers")
-        check(min(sf) >= 1.0 and max(sf) > 1.0,
-              f"scale_factors: {format_value((sf,))} must upscale (every factor >= 1, one > 1)")
-    check(len(c.back_projection_iters) == len(c.scale_factors),
-          f"back_projection_iters: {len(c.back_projection_iters)} value(s) for {len(c.scale_factors)} scale "
-          "factor(s); give one per scale factor")
-    check(all(n >= 0 for n in c.back_projection_iters), "back_projection_iters: must be >= 0")
-    check(c.precision in PRECISIONS, f"precision: {c.precision!r} is not one of {', '.join(PRECISIONS)}")
-    check(c.pipeline in PIPELINES, f"pipeline: {c.pipeline!r} is not one of {', '.join(PIPELINES)}")
-    for name in ("width", "depth", "crop_size", "tile_size", "max_iters", "run_test_every", "display_every",
-                 "learning_rate_policy_check_every", "learning_rate_slope_range"):
-        check(getattr(c, name) >= 1, f"{name}: must be >= 1, got {getattr(c, name)}")
-    check(c.crop_size >= 4, f"crop_size: must be >= 4, got {c.crop_size}")
-    check(c.min_iters >= 0, "min_iters: must be >= 0")
-    for name in ("downscale_method", "upscale_method", "downscale_gt_method"):
-        check(getattr(c, name) in KERNEL_NAMES,
-              f"{name}: {getattr(c, name)!r} is not one of {', '.join(KERNEL_NAMES)}")
-    for name in ("learning_rate", "min_learning_rate", "init_variance", "learning_rate_change_ratio"):
-        value = getattr(c, name)
-        check(math.isfinite(value) and value >= 0, f"{name}: must be a finite number >= 0, got {value}")
-    check(c.learning_rate > 0, "learning_rate: must be > 0")
-    check(c.max_output_megapixels > 0, "max_output_megapixels: must be > 0")
-    check(math.isfinite(c.noise_std) and c.noise_std >= 0, f"noise_std: must be >= 0, got {c.noise_std}")
-    p_leave, p_no_interp = c.augment_leave_as_is_probability, c.augment_no_interpolate_probability
-    check(0 <= p_leave <= 1 and 0 <= p_no_interp <= 1 and p_leave + p_no_interp <= 1,
-          "augment_*_probability: each in [0, 1] and together at most 1")
-    check(0 < c.augment_min_scale <= 1, f"augment_min_scale: must be in (0, 1], got {c.augment_min_scale}")
-    check(c.augment_scale_diff_sigma >= 0 and c.augment_shear_sigma >= 0, "augment sigmas: must be >= 0")
-    check(not c.run_test or c.slope_points >= 3,
-          f"learning_rate_slope_range // run_test_every = {c.slope_points}: the policy needs at least 3 "
-          "quick-test points to fit a line and its error")
-    check(c.seed >= 0, "seed: must be >= 0")
-    check(not c.init_weights or c.init_weights.endswith(INIT_WEIGHTS_SUFFIXES),
-          f"init_weights: {c.init_weights} is not a {' or '.join(INIT_WEIGHTS_SUFFIXES)} file")

@@ -5,13 +5,16 @@ downscaled by the stage's scale factor with the stage's kernel, plus optional Ga
 the son interpolated back to the father's size. Every father has the same size, so the train step sees one static
 shape and traces once.
 
-Two pipelines make the same examples from the same seed (example i draws its transform from a generator seeded
+ZSSR's two pipelines make the same examples from the same seed (example i draws its transform from a generator seeded
 (*seed, i) in both):
   * host (`build_example_dataset`): numpy/OpenCV through `tf.numpy_function` (`father_to_son`, `interpolate`);
     the default: it overlaps the train step in background threads, on a CPU and with a GPU alike.
   * device (`build_device_example_dataset`): only the transform parameters are drawn with numpy; the warp, the son
     (`father_to_son_tf`), its noise and the interpolation are TF ops, placed on the GPU when there is one. Its noise
     comes from `tf.random.stateless_normal`, so it differs from the host pipeline's numpy noise.
+
+ZSRGAN's examples (`build_zsrgan_dataset`) follow its report instead: fathers are bicubic downscalings of the input,
+and each batch is one crop in 12 rotations and mirrors.
 """
 
 from __future__ import annotations
@@ -117,12 +120,13 @@ def _augment_options(
     conf: Config, base_scales: Sequence[Sequence[float]], num_sources: int, crop_size: int
 ) -> dict[str, Any]:
     """Keyword arguments of `random_augment` / `draw_transform`, shared so both pipelines draw alike."""
+    c = conf.zssr
     return dict(
-        leave_as_is_probability=conf.augment_leave_as_is_probability,
-        no_interpolate_probability=conf.augment_no_interpolate_probability,
-        min_scale=conf.augment_min_scale, max_scale=min(base_scales[num_sources - 1]),
-        allow_rotation=conf.augment_allow_rotation, scale_diff_sigma=conf.augment_scale_diff_sigma,
-        shear_sigma=conf.augment_shear_sigma, crop_size=crop_size)
+        leave_as_is_probability=c.augment_leave_as_is_probability,
+        no_interpolate_probability=c.augment_no_interpolate_probability,
+        min_scale=c.augment_min_scale, max_scale=min(base_scales[num_sources - 1]),
+        allow_rotation=c.augment_allow_rotation, scale_diff_sigma=c.augment_scale_diff_sigma,
+        shear_sigma=c.augment_shear_sigma, crop_size=crop_size)
 
 
 def _example_rng(seed: Sequence[int], index: int) -> np.random.Generator:
@@ -143,8 +147,8 @@ def make_example(
     n = len(hr_fathers_sources)
     hr_father = random_augment(
         hr_fathers_sources, base_scales[:n], rng, **_augment_options(conf, base_scales, n, crop_size))
-    lr_son = father_to_son(hr_father, scale_factor, kernel, conf.noise_std, rng)
-    return interpolate(lr_son, scale_factor, hr_father.shape, conf.upscale_method), hr_father
+    lr_son = father_to_son(hr_father, scale_factor, kernel, conf.zssr.noise_std, rng)
+    return interpolate(lr_son, scale_factor, hr_father.shape, conf.task.upscale_method), hr_father
 
 
 def build_example_dataset(
@@ -271,11 +275,89 @@ def build_device_example_dataset(
                         for source in sources]
             warped = branches[0]() if len(branches) == 1 else tf.switch_case(source_index, branches)
             hr_father = tf.clip_by_value(tf.ensure_shape(warped, shape[1:]), 0.0, 1.0)
-            lr_son = father_to_son_tf(hr_father, scale_factor, kernel, conf.noise_std, noise_seed)
-            interpolated = interpolate_tf(lr_son, scale_factor, shape[1:3], conf.upscale_method)
+            lr_son = father_to_son_tf(hr_father, scale_factor, kernel, conf.zssr.noise_std, noise_seed)
+            interpolated = interpolate_tf(lr_son, scale_factor, shape[1:3], conf.task.upscale_method)
             return tf.reshape(interpolated, shape), tf.reshape(hr_father, shape)
 
     return tf.data.Dataset.range(num_examples).map(draw_op).map(example_op).prefetch(2)
+
+
+def draw_zsrgan_father_shape(
+    input_shape: Sequence[int], crop_size: int, min_father_size: int, rng: np.random.Generator
+) -> tuple[int, int]:
+    """ZSRGAN's father size (the report's 3.1): the input's aspect ratio, its shorter side drawn from
+    [max(min_father_size, crop_size), the input's shorter side] with probability proportional to the area, so sizes
+    near the input's are the likeliest. Sides below the crop are not drawn: every step sees one crop shape."""
+    height, width = input_shape[:2]
+    shorter = min(height, width)
+    sides = np.arange(min(max(min_father_size, crop_size), shorter), shorter + 1)
+    side = int(rng.choice(sides, p=sides.astype(np.float64) ** 2 / np.sum(sides.astype(np.float64) ** 2)))
+    return max(crop_size, round(height * side / shorter)), max(crop_size, round(width * side / shorter))
+
+
+def dihedral_batch(image: np.ndarray) -> np.ndarray:
+    """ZSRGAN's batch of one pair (its 4.2): the 4 rotations by 90 degrees, each as is, mirrored left-right and
+    mirrored up-down (12 images, some equal, as the report makes them). [H, W, C] -> [12, H, W, C] (square H = W)."""
+    return np.stack([flip(np.rot90(image, k)) for k in range(4) for flip in (lambda x: x, np.fliplr, np.flipud)])
+
+
+def make_zsrgan_example(
+    image: np.ndarray, scale_factor: Sequence[float], kernel: Kernel, conf: Config, crop_size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ZSRGAN batch: a father (the input resized with bicubic, `draw_zsrgan_father_shape`), its son (resized
+    down by the scale factor with the stage's kernel, bicubic by default) interpolated back, one random crop of
+    both, its 12 rotations and mirrors, and Gaussian noise on the generator's input.
+
+    Arguments as `build_zsrgan_dataset`, with the batch's generator `rng`.
+
+    Returns:
+      (noisy interpolated lr_son, hr_father), each [12, crop_size, crop_size, C] float32.
+    """
+    noise_std = conf.zsrgan.noise_std
+    father_shape = draw_zsrgan_father_shape(image.shape, crop_size, conf.zsrgan.min_father_size, rng)
+    scale = np.array(father_shape, np.float64) / np.array(image.shape[:2], np.float64)
+    hr_father = np.clip(imresize(image, scale_factor=scale, output_shape=father_shape, kernel="cubic"), 0, 1)
+    lr_son = father_to_son(hr_father, scale_factor, kernel)
+    interpolated = interpolate(lr_son, scale_factor, father_shape, conf.task.upscale_method)
+    top = int(rng.integers(0, father_shape[0] - crop_size + 1))
+    left = int(rng.integers(0, father_shape[1] - crop_size + 1))
+    window = np.s_[top:top + crop_size, left:left + crop_size]
+    fathers = dihedral_batch(hr_father[window]).astype(np.float32)
+    sons = dihedral_batch(interpolated[window])
+    if noise_std > 0:
+        sons = sons + rng.normal(0.0, noise_std, sons.shape)
+    return sons.astype(np.float32), fathers
+
+
+def build_zsrgan_dataset(
+    image: np.ndarray, scale_factor: Sequence[float], kernel: Kernel, conf: Config, crop_size: int,
+    seed: Sequence[int], num_examples: int,
+) -> tf.data.Dataset:
+    """ZSRGAN's host pipeline: `num_examples` batches of `make_zsrgan_example`, batch i from a generator seeded
+    (*seed, i), made with numpy/OpenCV in background threads while the device trains.
+
+    Args:
+      image: the input, float32 [H, W, C] in [0, 1], both sides at least `crop_size`.
+      scale_factor, kernel: the stage's (vertical, horizontal) factor and degradation kernel.
+      conf: `zsrgan.min_father_size`, `zsrgan.noise_std` and `task.upscale_method`.
+      crop_size: side of the crops (at most the input's shorter side).
+      seed: ints that, with the batch index, seed each batch's generator.
+      num_examples: length of the dataset.
+
+    Returns:
+      A dataset of (lr_son, hr_father) pairs, each [12, crop_size, crop_size, C] float32.
+    """
+    shape = (12, crop_size, crop_size, image.shape[2])
+
+    def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return make_zsrgan_example(image, scale_factor, kernel, conf, crop_size, _example_rng(seed, index))
+
+    def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
+        return tf.reshape(lr_son, shape), tf.reshape(hr_father, shape)
+
+    return tf.data.Dataset.range(num_examples).map(example_op, num_parallel_calls=2).prefetch(2)
 
 
 def resolve_pipeline(pipeline: str) -> str:

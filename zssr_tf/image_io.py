@@ -136,7 +136,7 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
         raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def output_name(input_name: str, scale_factor: Sequence[float]) -> str:
-    """The original's output name: `<input stem>_zssr_X2.00X2.00.png`."""
+def output_name(input_name: str, scale_factor: Sequence[float], method: str = "zssr") -> str:
+    """The original's output name, tagged with the method: `<input stem>_zssr_X2.00X2.00.png`."""
     stem = os.path.splitext(os.path.basename(input_name))[0]
-    return f"{stem}_zssr_{''.join('X%.2f' % s for s in scale_factor)}.png"
+    return f"{stem}_{method}_{''.join('X%.2f' % s for s in scale_factor)}.png"

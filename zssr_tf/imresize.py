@@ -17,10 +17,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 ScaleFactor = float | Sequence[float] | None
 Shape = Sequence[int] | None
@@ -250,6 +253,7 @@ def imresize(
 
 
 def _take(x: tf.Tensor, idx: np.ndarray, axis: int) -> tf.Tensor:
+    import tensorflow as tf  # here, not at the top: numpy users of imresize need no TensorFlow
     steps = np.diff(idx)
     if idx.size == 1 or (steps[0] > 0 and np.all(steps == steps[0])):
         step = int(steps[0]) if idx.size > 1 else 1
@@ -261,6 +265,7 @@ def _pad_symmetric(x: tf.Tensor, pads: list[list[int]]) -> tf.Tensor:
     """Pads H and W of an NHWC tensor like scipy's 'reflect' (edge pixel repeated); the split of each pair puts
     the kernel's origin where scipy puts it. tf.pad's SYMMETRIC allows pads up to the size only, so larger pads (a
     big kernel on a tiny image) repeat it: mirroring the mirrored edge continues scipy's periodic extension."""
+    import tensorflow as tf
     remaining = [list(p) for p in pads]
     while any(max(p) > 0 for p in remaining):
         step = [[min(p, size) for p in pair] for pair, size in zip(remaining, x.shape[1:3])]
@@ -292,6 +297,7 @@ def imresize_tf(
     Raises:
       ValueError: as `imresize`, or for an unknown rank / dynamic H, W.
     """
+    import tensorflow as tf
     images = tf.convert_to_tensor(images)
     if not images.dtype.is_floating:
         images = tf.cast(images, tf.float32)

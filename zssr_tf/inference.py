@@ -30,7 +30,7 @@ def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
 
 
 def predict_tiled(
-    predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tile_size: int, margin: int
+    predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, tile_size: int, margin: int, scale: int = 1
 ) -> np.ndarray:
     """Runs a fully convolutional network on overlapping tiles, so memory stays bounded on large images.
 
@@ -39,13 +39,14 @@ def predict_tiled(
     one up to float rounding.
 
     Args:
-      predict: maps an h x w x C array to an h x w x C' array (the network).
+      predict: maps an h x w x C array to an (h * scale) x (w * scale) x C' array (the network).
       image: H x W x C network input.
-      tile_size: side of the kept centre of each tile; images no larger than this run in one piece.
-      margin: context pixels added on each side of a tile.
+      tile_size: side of the kept centre of each tile, in input pixels; images no larger run in one piece.
+      margin: context pixels (of the input) added on each side of a tile.
+      scale: the network's integer upscaling (1 for networks that take an interpolated input).
 
     Returns:
-      H x W x C' output.
+      (H * scale) x (W * scale) x C' output.
     """
     height, width = image.shape[:2]
     if height <= tile_size and width <= tile_size:
@@ -57,8 +58,8 @@ def predict_tiled(
             y0, x0 = max(top - margin, 0), max(left - margin, 0)
             y1, x1 = min(top + tile_size + margin, height), min(left + tile_size + margin, width)
             out = predict(image[y0:y1, x0:x1])
-            row.append(out[top - y0:top - y0 + min(tile_size, height - top),
-                           left - x0:left - x0 + min(tile_size, width - left)])
+            row.append(out[(top - y0) * scale:(top - y0 + min(tile_size, height - top)) * scale,
+                           (left - x0) * scale:(left - x0 + min(tile_size, width - left)) * scale])
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
 

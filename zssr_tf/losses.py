@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -16,3 +17,39 @@ def l1_loss(output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
       float32 scalar.
     """
     return tf.reduce_mean(tf.abs(tf.cast(output, tf.float32) - tf.cast(target, tf.float32)))
+
+
+def binary_cross_entropy(probabilities: tf.Tensor, real: bool) -> tf.Tensor:
+    """Mean binary cross-entropy of a discriminator's probability map against all-real (1) or all-fake (0).
+
+    Args:
+      probabilities: [N, h, w, 1] sigmoid outputs.
+      real: the label every entry is compared with.
+
+    Returns:
+      float32 scalar (probabilities are clipped to [1e-7, 1 - 1e-7], as Keras's loss does).
+    """
+    p = tf.clip_by_value(tf.cast(probabilities, tf.float32), 1e-7, 1.0 - 1e-7)
+    return -tf.reduce_mean(tf.math.log(p) if real else tf.math.log(1.0 - p))
+
+
+def vgg_preprocess(images: tf.Tensor) -> tf.Tensor:
+    """[N, H, W, C] images in [0, 1] (C = 1 or 3) -> VGG's input: 0..255, BGR, ImageNet means subtracted (Keras's
+    `vgg16.preprocess_input`); one channel is repeated to three."""
+    images = tf.cast(images, tf.float32)
+    if images.shape[-1] == 1:
+        images = tf.repeat(images, 3, axis=-1)
+    return keras.applications.vgg16.preprocess_input(images * 255.0)
+
+
+def perceptual_loss(features: keras.Model, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """L1 distance between the frozen `features` of the output and of the target (ZSRGAN's eq. 2).
+
+    Args:
+      features: e.g. `models.perceptual.build_vgg_features`.
+      output, target: [N, H, W, C] images in [0, 1].
+
+    Returns:
+      float32 scalar.
+    """
+    return l1_loss(features(vgg_preprocess(output), training=False), features(vgg_preprocess(target), training=False))

@@ -1,4 +1,4 @@
-"""Generator networks: the ZSSR image-specific CNN (and, later, its variants), registered by name."""
+"""Generator networks: the ZSSR image-specific CNN (ZSSR's and ZSRGAN's generator), registered by name."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def build_zssr_generator(
 
     Returns:
       A `keras.Model` mapping [N, H, W, channels] interpolated images in [0, 1] to [N, H, W, channels]
-      (unclipped).
+      (unclipped), with attributes `scale` (1) and `receptive_field_radius` (depth) for tiled prediction.
     """
     if depth < 1 or width < 1 or channels < 1:
         raise ValueError(f"depth, width and channels must be >= 1, got {depth}, {width}, {channels}")
@@ -60,7 +60,11 @@ def build_zssr_generator(
         x = keras.layers.Add(name="residual", dtype="float32")([x, interpolated])
     else:
         x = keras.layers.Activation("linear", dtype="float32", name="output")(x)
-    return keras.Model(interpolated, x, name=name)
+    model = keras.Model(interpolated, x, name=name)
+    # What tiled prediction needs to know: the input is already interpolated (scale 1), and an output pixel sees
+    # `depth` pixels on each side (one per 3x3 convolution).
+    model.scale, model.receptive_field_radius = 1, depth
+    return model
 
 
 GENERATORS: dict[str, Callable[..., keras.Model]] = {"zssr": build_zssr_generator}

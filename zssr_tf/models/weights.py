@@ -1,16 +1,20 @@
-"""Saved networks: export to `.keras` and start a run from saved weights (checked against the architecture)."""
+"""Saved networks: the checkpoint of a run's networks and optimizers, a generator as `.keras`, and starting a run
+from either (checked against the architecture before anything is set)."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import tempfile
 import warnings
 import zipfile
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import h5py
 import keras
+import tensorflow as tf
 
 
 def saved_weight_shapes(path: str) -> list[tuple[int, ...]]:
@@ -41,7 +45,7 @@ def saved_weight_shapes(path: str) -> list[tuple[int, ...]]:
 
 
 def load_init_weights(model: keras.Model, path: str) -> None:
-    """Sets `model`'s weights from a file saved by `ZSSR.export_model` (or `model.save_weights`).
+    """Sets `model`'s weights from a `.keras` file saved by `export_model` (or `model.save_weights`).
 
     Raises:
       ValueError: the file is missing or unreadable, or holds a network of another depth, width or channel count.
@@ -86,3 +90,97 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str | os.PathLike) -> str:
+    """Writes a checkpoint folder (`tf.train.CheckpointManager`) atomically: into a temporary folder beside it,
+    then renamed over `directory`, so an interrupted export leaves the old folder or none, never half a one.
+
+    Returns:
+      The checkpoint's prefix inside `directory`.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    temporary = tempfile.mkdtemp(prefix=".tmp_", dir=os.path.dirname(directory))
+    try:
+        prefix = tf.train.CheckpointManager(checkpoint, temporary, max_to_keep=1).save()
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.replace(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return os.path.join(directory, os.path.basename(prefix))
+
+
+def _checkpoint_prefix(path: str) -> str | None:
+    """The checkpoint prefix of a folder written by `write_checkpoint` (or of a prefix itself); None if neither."""
+    if os.path.isdir(path):
+        return tf.train.latest_checkpoint(path)
+    return path if os.path.isfile(path + ".index") else None
+
+
+def checkpoint_network_shapes(prefix: str) -> dict[str, list[tuple[int, ...]]]:
+    """Network name -> the shapes of its saved trainable variables, in the network's order.
+
+    A checkpoint stores each variable once, under its shortest path: a network's trainable variables appear under
+    its optimizer (`<name>_optimizer/_trainable_variables/<i>`, in the network's order), the others under the
+    network itself. Networks saved without an optimizer are read from their own paths.
+    """
+    from_optimizer: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+    own: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+    for name, shape in tf.train.list_variables(prefix):
+        match = re.match(r"(\w+)_optimizer/_trainable_variables/(\d+)/", name)
+        if match:
+            from_optimizer.setdefault(match[1], []).append((int(match[2]), tuple(shape)))
+            continue
+        network, _, rest = name.partition("/")
+        if rest.startswith("_functional/_operations/"):
+            order = tuple(int(n) for n in re.findall(r"/(\d+)/", "/" + rest))
+            own.setdefault(network, []).append((order, tuple(shape)))
+    shapes = {network: [shape for _, shape in sorted(items)] for network, items in own.items()}
+    shapes.update({network: [shape for _, shape in sorted(items)] for network, items in from_optimizer.items()})
+    return shapes
+
+
+def check_init_weights(path: str) -> None:
+    """Fails (one line) unless `path` is a readable checkpoint folder, `.keras` or `.weights.h5` file; whether its
+    networks fit is checked when a run builds its own (`restore_networks`)."""
+    if path.endswith((".keras", ".weights.h5")):
+        saved_weight_shapes(path)
+        return
+    prefix = _checkpoint_prefix(path.rstrip("/"))
+    if prefix is None:
+        raise ValueError(f"init_weights: no such checkpoint folder or file {path}")
+    try:
+        checkpoint_network_shapes(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"init_weights: {path} is not a readable checkpoint ({type(e).__name__})") from None
+
+
+def restore_networks(networks: Mapping[str, keras.Model], path: str) -> list[str]:
+    """Sets networks from `path`: a checkpoint folder of `export_model` (every network it holds under the same
+    name; optimizers are not restored: the new run starts its own), or a generator as `.keras` / `.weights.h5`.
+
+    Returns:
+      The names of the networks set.
+
+    Raises:
+      ValueError: missing or unreadable, no network in common, or another architecture (one line).
+    """
+    if path.endswith((".keras", ".weights.h5")):
+        load_init_weights(networks["generator"], path)
+        return ["generator"]
+    check_init_weights(path)
+    prefix = _checkpoint_prefix(path.rstrip("/"))
+    saved = checkpoint_network_shapes(prefix)
+    common = [name for name in networks if name in saved]
+    if not common:
+        raise ValueError(f"init_weights: {path} holds {', '.join(sorted(saved)) or 'no network'}; this run has "
+                         f"{', '.join(networks)}")
+    for name in common:
+        expected = [tuple(v.shape) for v in networks[name].trainable_variables]
+        if sorted(saved[name]) != sorted(expected):
+            raise ValueError(f"init_weights: {path} holds a {name} of {_architecture(saved[name])}; this run "
+                             f"needs {_architecture(expected)}")
+    tf.train.Checkpoint(**{name: networks[name] for name in common}).read(prefix).expect_partial()
+    return common

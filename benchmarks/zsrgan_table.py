@@ -1,0 +1,169 @@
+"""The ZSRGAN report's Table 1 on its exact Set5 input (Set5_g20, MZSR's "g20" degradation); resumable.
+
+Rows (--rows, in this order):
+  bicubic      MATLAB-exact bicubic x2 of the LR image;
+  zssr_real    ZSSR with flags/x2_real.cfg (the report's ZSSR row was a real-image setting: the kernel unknown);
+  zssr_kernel  ZSSR with flags/x2_given_kernel.cfg and the true kernel (Set5_g20/kernel.mat);
+  zsrgan       ZSRGAN with flags/zsrgan_x2.cfg and this script's --vgg_weights (none: no perceptual loss).
+Per image: RGB PSNR and SSIM as the report computes them (8-bit RGB, no border shave; SSIM the mean over the three
+channels), Y-PSNR with a 2-pixel shave as SR papers report it, and NIQE of the output (2-pixel shave; lower is
+better). The report: bicubic 27.1920 / 0.8294, ZSSR 27.4566 / 0.8400, ZSRGAN 27.1494 / 0.8245 (RGB PSNR / SSIM).
+
+Every (row, image) result is a JSON file in `<out>/cache/`, with the flags it was made with; a rerun skips those
+made with the same flags, so an interrupted run goes on where it stopped. `--extra_flags` (e.g. fewer iterations
+where a full run does not fit the machine) change the flags, so such rows are cached apart and the table says so.
+
+  python benchmarks/zsrgan_table.py --data_dir=../shared/data --out=benchmarks/results/zsrgan_set5_g20 \
+      [--rows=bicubic,zssr_real,zssr_kernel,zsrgan] [--images=baby,bird] [--vgg_weights=none|PATH]
+  python benchmarks/zsrgan_table.py --data_dir=../shared/data --out=... --tabulate_only
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as a script from a checkout without installing
+
+ROWS = ("bicubic", "zssr_real", "zssr_kernel", "zsrgan")
+PRESETS = {"zssr_real": "x2_real", "zssr_kernel": "x2_given_kernel", "zsrgan": "zsrgan_x2"}
+REPORT = {"bicubic": (27.1920, 0.8294), "zssr_real": (27.4566, 0.8400), "zsrgan": (27.1494, 0.8245)}
+
+
+def row_flags(row: str, vgg_weights: str, extra: list[str], seed: int) -> dict[str, str]:
+    """The flags (preset file + overrides) a row's runs are made with; cached results record them."""
+    from zssr_tf.config import read_flagfile
+
+    if row == "bicubic":
+        return {}
+    flags = read_flagfile(os.path.join(ROOT, "flags", f"{PRESETS[row]}.cfg"))
+    if row == "zsrgan":
+        flags["vgg_weights"] = vgg_weights
+    for item in extra:
+        name, _, value = item.removeprefix("--").partition("=")
+        flags[name] = value
+    flags.update(seed=str(seed), progress="false")
+    return flags
+
+
+def measure(sr: np.ndarray, hr: np.ndarray) -> dict:
+    from zssr_tf.metrics import niqe, psnr, ssim
+
+    return {"psnr_rgb": psnr(sr, hr, y_channel=False), "ssim_rgb": ssim(sr, hr, y_channel=False),
+            "psnr_y_shave2": psnr(sr, hr, border=2), "niqe": niqe(sr, border=2)}
+
+
+def run_one(row: str, name: str, data_dir: str, flags: dict[str, str], out: str) -> dict:
+    from zssr_tf.config import Config
+    from zssr_tf.image_io import read_image, write_image
+    from zssr_tf.imresize import imresize
+    from zssr_tf.methods import METHODS
+
+    folder = os.path.join(data_dir, "Set5_g20")
+    lr = read_image(os.path.join(folder, "LR", f"{name}.png")).pixels
+    hr = read_image(os.path.join(folder, "HR", f"{name}.png")).pixels
+    start = time.perf_counter()
+    iterations = 0
+    if row == "bicubic":
+        sr = np.clip(imresize(lr, 2), 0, 1).astype(np.float32)
+    else:
+        conf = Config.from_dict({**flags, "name": f"{row}_{name}"})
+        kernels = [os.path.join(folder, "kernel.mat")] if row == "zssr_kernel" else None
+        trainer = METHODS[conf.method](lr, conf, ground_truth=hr, kernels=kernels)
+        sr = trainer.run()
+        iterations = sum(h.iterations for h in trainer.history)
+    result = {"row": row, "name": name, "seconds": round(time.perf_counter() - start, 1), "iterations": iterations,
+              **measure(sr, hr), "flags": flags}
+    os.makedirs(os.path.join(out, "outputs"), exist_ok=True)
+    write_image(os.path.join(out, "outputs", f"{name}_{row}.png"), sr)
+    path = os.path.join(out, "cache", f"{row}_{name}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)  # atomic: an interrupted run never leaves a half-written result
+    return result
+
+
+def tabulate(out: str, names: list[str], flags_of: dict[str, dict[str, str]]) -> str:
+    """The Markdown table of what is cached (per image and the mean over the images done)."""
+    cached = {}
+    for path in glob.glob(os.path.join(out, "cache", "*.json")):
+        with open(path) as f:
+            result = json.load(f)
+        if result["row"] in flags_of and result["flags"] == flags_of[result["row"]] and result["name"] in names:
+            cached[result["row"], result["name"]] = result
+    lines = ["| method | images | RGB PSNR | RGB SSIM | Y-PSNR (shave 2) | NIQE | iterations | s / image "
+             "| report (RGB PSNR / SSIM) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in flags_of:
+        results = [cached[row, n] for n in names if (row, n) in cached]
+        if not results:
+            continue
+        mean = {k: np.mean([r[k] for r in results]) for k in ("psnr_rgb", "ssim_rgb", "psnr_y_shave2", "niqe",
+                                                                "iterations", "seconds")}
+        report = REPORT.get(row)
+        lines.append(f"| {row} | {len(results)} of {len(names)} | {mean['psnr_rgb']:.2f} | {mean['ssim_rgb']:.4f} "
+                     f"| {mean['psnr_y_shave2']:.2f} | {mean['niqe']:.2f} | {mean['iterations']:.0f} "
+                     f"| {mean['seconds']:.0f} | {'' if report is None else f'{report[0]:.2f} / {report[1]:.4f}'} |")
+    lines += ["", "Per image (RGB PSNR / Y-PSNR shave 2 / NIQE):", "",
+              "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for row in flags_of:
+        cells = [f"{cached[row, n]['psnr_rgb']:.2f} / {cached[row, n]['psnr_y_shave2']:.2f} / "
+                 f"{cached[row, n]['niqe']:.2f}" if (row, n) in cached else "" for n in names]
+        if any(cells):
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    non_default = {row: {k: v for k, v in flags.items() if k not in ("seed", "progress")}
+                   for row, flags in flags_of.items() if flags}
+    lines += ["", "Flags of each row (preset file + overrides):", ""]
+    lines += [f"- {row}: `{' '.join(f'--{k}={v}' for k, v in flags.items())}`" for row, flags in non_default.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "zsrgan_set5_g20"))
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--images", default="", help="Comma-separated names (default: all five).")
+    parser.add_argument("--vgg_weights", default="none", help="imagenet, a VGG16 notop .h5 file, or none.")
+    parser.add_argument("--extra_flags", default="", help="More flags for the trained rows, space separated.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tabulate_only", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    folder = os.path.join(args.data_dir, "Set5_g20")
+    all_names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(folder, "LR", "*.png")))
+    if not all_names:
+        sys.exit(f"zsrgan_table: no images in {folder}/LR")
+    names = args.images.split(",") if args.images else all_names
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS] + [n for n in names if n not in all_names]
+    if unknown:
+        sys.exit(f"zsrgan_table: unknown rows or images: {', '.join(unknown)}")
+    flags_of = {row: row_flags(row, args.vgg_weights, args.extra_flags.split(), args.seed) for row in rows}
+    os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
+    if not args.tabulate_only:
+        for row in rows:
+            for name in names:
+                path = os.path.join(args.out, "cache", f"{row}_{name}.json")
+                if os.path.exists(path) and json.load(open(path))["flags"] == flags_of[row]:
+                    continue
+                result = run_one(row, name, args.data_dir, flags_of[row], args.out)
+                print(f"{row} {name}: RGB {result['psnr_rgb']:.2f} dB, Y {result['psnr_y_shave2']:.2f} dB, "
+                      f"NIQE {result['niqe']:.2f}, {result['seconds']:.0f} s", flush=True)
+                with open(os.path.join(args.out, "table.md"), "w") as f:
+                    f.write(tabulate(args.out, all_names, flags_of))
+    text = tabulate(args.out, all_names, flags_of)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""The engine every zero-shot method runs on: what all methods share, once.
+
+A method (`zssr_tf.methods`) subclasses `Trainer` and supplies its networks and one optimizer per network
+(`build_networks` -> `set_networks`), its examples (`example_dataset`), a train step that returns a dict of named
+scalars (`train_step`, traced by the engine), its schedule (`schedule_iterations`, `after_sync`, `learning_rate`)
+and its final-test settings. The engine owns:
+  * the input, ground-truth and kernel checks (all before any training) and the gradual stages;
+  * the Python loop and its chunking: the steps up to the next iteration the loop must see (a loss line, one of
+    the method's own events, the last iteration) run in one `tf.function` call;
+  * the history of every named scalar, fed to the log lines, the progress bar, TensorBoard and `<name>_log.json`;
+  * precision, loss scaling and the skip of non-finite steps, per optimizer (`GuardedOptimizer`);
+  * one `tf.train.Checkpoint` of all networks and optimizers, through which export and `init_weights` go;
+  * the quick test (reconstruction of the input from its own son; true error with ground truth) and tiled
+    prediction on whole images (the generator states its scale and receptive field).
+No engine module imports a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from zssr_tf import data, inference, metrics, summaries
+from zssr_tf.config import Config
+from zssr_tf.device import resolve_precision
+from zssr_tf.image_io import read_image
+from zssr_tf.imresize import fix_scale_and_shape, imresize
+from zssr_tf.kernels import preprocess_kernels
+from zssr_tf.models.weights import restore_networks, save_model, write_checkpoint
+
+MIN_INPUT_SIZE = 4
+
+
+def as_image(image: Any, what: str = "input") -> np.ndarray:
+    """A path, uint8/uint16 array or float [0, 1] array as float32 H x W x C."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image).pixels
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    elif array.dtype == np.uint16:
+        array = array / 65535.0
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what}: {array.dtype} images are not supported (uint8, uint16 or float in [0, 1])")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"{what}: expected an H x W or H x W x C image, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: the image has NaN or infinite values")
+    return np.clip(array, 0.0, 1.0).astype(np.float32)
+
+
+def next_multiple(first: int, period: int, offset: int = 0) -> int:
+    """The smallest i >= first with (i + offset) % period == 0."""
+    return -(-(first + offset) // period) * period - offset
+
+
+class GuardedOptimizer:
+    """One network's optimizer with what every method needs around it: loss scaling under float16, and the skip
+    (and count) of steps whose gradients are not finite.
+
+    Args:
+      optimizer: a Keras optimizer (its learning rate may be a `LearningRateSchedule`).
+      variables: the network's trainable variables (the optimizer is built on them now, so its state exists
+        before the first step and goes into the checkpoint).
+      precision: the run's resolved precision.
+    """
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer, variables: Sequence[tf.Variable], precision: str):
+        # float16 needs loss scaling (Keras's optimizer then skips non-finite steps itself); bfloat16 has float32's
+        # range.
+        self.loss_scaled = precision == "mixed_float16"
+        self.optimizer = keras.optimizers.LossScaleOptimizer(optimizer) if self.loss_scaled else optimizer
+        self.optimizer.build(variables)
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
+        """The loss to differentiate (call inside the tape)."""
+        return self.optimizer.scale_loss(loss) if self.loss_scaled else loss
+
+    def minimize(self, tape: tf.GradientTape, scaled_loss: tf.Tensor, variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """Applies the gradients of `scaled_loss` unless one is not finite; returns whether they were finite."""
+        gradients = tape.gradient(scaled_loss, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        if self.loss_scaled:
+            self.optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            # A non-finite update would ruin the weights for good: skip the step instead (and count it).
+            # oneDNN's bfloat16 weight gradients hold a few NaNs in under 1% of the steps for some crop sizes
+            # (benchmarks/results/bf16_nan_steps.md).
+            def apply() -> tf.Tensor:
+                self.optimizer.apply(gradients, variables)
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))
+        self.skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        return finite
+
+
+@dataclasses.dataclass
+class StageHistory:
+    """What happened while training one scale factor (for logs, plots and summaries)."""
+
+    scale_factor: tuple[float, float]
+    iterations: int = 0
+    learning_rate_change_iters: list[int] = dataclasses.field(default_factory=list)
+    loss_steps: list[int] = dataclasses.field(default_factory=list)  # the iterations of the logged scalars
+    losses: list[float] = dataclasses.field(default_factory=list)  # the scalar named "loss" (the method's main one)
+    scalars: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # every named scalar at loss_steps
+    learning_rates: list[float] = dataclasses.field(default_factory=list)  # at loss_steps
+    test_steps: list[int] = dataclasses.field(default_factory=list)
+    reconstruction_mse: list[float] = dataclasses.field(default_factory=list)
+    true_mse: list[float] = dataclasses.field(default_factory=list)
+    skipped_steps: dict[str, int] = dataclasses.field(default_factory=dict)  # per optimizer: non-finite, not applied
+    restarts: list[int] = dataclasses.field(default_factory=list)  # iterations of new random weights (stuck net)
+    train_seconds: float = 0.0
+    final_test_seconds: float = 0.0
+
+
+class Trainer:
+    """The shared half of a zero-shot SR run of one image; subclasses are the methods.
+
+    Args:
+      input_img: the LR image: a path or an H x W (x C) array (uint8, uint16 or float in [0, 1]).
+      conf: a `Config` (default: the defaults with this method).
+      ground_truth: optional HR image (path or array) for monitoring the true error; never used for training.
+      kernels: optional downscaling kernels, one per scale factor (paths to .mat/.npy or 2-D arrays).
+      summary_dir: optional directory for TensorBoard event files (created by `run`): the train step's scalars,
+        learning rate, stage, quick-test errors (true PSNR with ground truth) over the iterations of all stages,
+        and each stage's output.
+
+    Raises:
+      ValueError: bad image, ground truth (also a wrong size, before any training), kernels or `init_weights`
+        (one line).
+    """
+
+    method_name = ""  # the registry's name; tags output names and log lines
+    min_input_size = MIN_INPUT_SIZE
+
+    def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
+                 kernels: Sequence[Any] | None = None, summary_dir: str | os.PathLike | None = None):
+        self.conf = conf or Config(method=self.method_name)
+        task = self.conf.task
+        self.summary_dir = summary_dir
+        self._summaries: summaries.SummaryWriter | None = None
+        self._step_offset = 0  # iterations of the earlier stages: TensorBoard's step counts across stages
+        self.input = as_image(input_img, "input")
+        self.squeeze_output = not isinstance(input_img, (str, os.PathLike)) and np.ndim(input_img) == 2
+        if min(self.input.shape[:2]) < self.min_input_size:
+            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too small for {self.method_name} "
+                             f"(at least {self.min_input_size}x{self.min_input_size} pixels)")
+        out_h, out_w = fix_scale_and_shape(self.input.shape, np.max(task.scale_factors, axis=0))[1]
+        if out_h * out_w > self.conf.run.max_output_megapixels * 1e6:
+            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too large: the output would be "
+                             f"{out_h}x{out_w}, over max_output_megapixels={self.conf.run.max_output_megapixels:g}")
+        self.gt = None if ground_truth is None else as_image(ground_truth, "ground truth")
+        if self.gt is not None:
+            if self.gt.shape[2] != self.input.shape[2]:
+                raise ValueError(f"ground truth has {self.gt.shape[2]} channels, the input {self.input.shape[2]}")
+            # Checked now, not when the last stage starts (after every earlier stage has trained).
+            h, w = fix_scale_and_shape(self.input.shape, np.array(task.final_scale_factor))[1]
+            if self.gt.shape[0] < h or self.gt.shape[1] < w:
+                raise ValueError(f"ground truth {self.gt.shape[0]}x{self.gt.shape[1]} is smaller than the output "
+                                 f"{h}x{w}")
+        self.kernels = preprocess_kernels(kernels, task.scale_factors, task.downscale_method)
+        self.channels = self.input.shape[2]
+        self.hr_fathers_sources = [self.input]
+        self.outputs: list[np.ndarray] = []
+        self.history: list[StageHistory] = []
+        self._test_rng = np.random.default_rng([self.conf.run.seed, 1])
+        self.stage, self.iter = 0, 0
+        self.sf = np.array(task.scale_factors[0])
+        self.kernel = self.kernels[0]
+        self.precision = resolve_precision(self.conf.run.precision)
+        self.networks: dict[str, keras.Model] = {}
+        self.optimizers: dict[str, GuardedOptimizer] = {}
+        self.build_networks(0)
+
+    # What a method supplies.
+    def build_networks(self, stage: int, restart: int = 0) -> None:
+        """Builds the networks and optimizers and hands them to `set_networks`."""
+        raise NotImplementedError
+
+    def train_step(self, *batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One step on one batch of the example dataset (traced by the engine); returns named float32 scalars,
+        among them "loss"."""
+        raise NotImplementedError
+
+    def example_dataset(self, num_examples: int) -> tf.data.Dataset:
+        """The current stage's training batches (each a tuple the train step takes)."""
+        raise NotImplementedError
+
+    @property
+    def max_iters(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate (a Python value: reading a variable every step would cost a device sync)."""
+        raise NotImplementedError
+
+    @property
+    def back_projection_iters(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_flip(self) -> bool:
+        raise NotImplementedError
+
+    def start_stage(self, stage: int) -> None:
+        """Called before each stage trains (new networks or a learning-rate reset, as the method wants)."""
+
+    def schedule_iterations(self, first: int) -> list[int]:
+        """The method's next iterations >= first that the loop must see (e.g. quick tests)."""
+        return []
+
+    def after_sync(self) -> bool:
+        """Called after the steps up to `self.iter`; True stops the stage."""
+        return False
+
+    def father_to_son(self, hr_father: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The LR son of an image for the quick test (the stage's kernel; methods may add noise)."""
+        return data.father_to_son(hr_father, self.sf, self.kernel, 0.0, rng)
+
+    def on_quick_test(self, interpolated: np.ndarray, reconstruction: np.ndarray) -> None:
+        """Sees each quick test's network input and output (ZSSR checks for a stuck network)."""
+
+    # Networks, optimizers, steps, checkpoint.
+    def set_networks(self, networks: Mapping[str, keras.Model],
+                     optimizers: Mapping[str, keras.optimizers.Optimizer]) -> None:
+        """Takes the method's networks ("generator" is the one that super-resolves) and one optimizer per trained
+        network; wraps the optimizers (`GuardedOptimizer`), makes the checkpoint and traces nothing yet."""
+        if self.history:
+            self._collect_skipped_steps()
+        self.networks = dict(networks)
+        self.optimizers = {name: GuardedOptimizer(optimizer, self.networks[name].trainable_variables, self.precision)
+                           for name, optimizer in optimizers.items()}
+        self.checkpoint = tf.train.Checkpoint(
+            **self.networks, **{f"{name}_optimizer": o.optimizer for name, o in self.optimizers.items()})
+        generator = self.networks["generator"]
+        # `None` (not False) leaves TF's own choice when XLA is off.
+        step = tf.function(self.train_step, jit_compile=True if self.conf.run.jit_compile else None)
+
+        # Keras's `steps_per_execution` does this inside `Model.fit` only; a method's own step needs its own loop.
+        @tf.function
+        def train_steps(examples: tf.data.Iterator, num_steps: tf.Tensor) -> dict[str, tf.Tensor]:
+            """`num_steps` (>= 1) train steps on the next examples; returns the last step's scalars."""
+            scalars = step(*next(examples))
+            for _ in tf.range(num_steps - 1):
+                scalars = step(*next(examples))
+            return scalars
+
+        @tf.function(input_signature=[tf.TensorSpec((1, None, None, self.channels), tf.float32)])
+        def predict(interpolated: tf.Tensor) -> tf.Tensor:
+            return tf.clip_by_value(tf.cast(generator(interpolated, training=False), tf.float32), 0.0, 1.0)
+
+        self._train_step, self._train_steps, self._predict = step, train_steps, predict
+
+    def load_init_weights(self) -> None:
+        """Sets the networks from `run.init_weights` (a checkpoint of `export_model`, or a generator file)."""
+        if self.conf.run.init_weights:
+            restored = restore_networks(self.networks, self.conf.run.init_weights)
+            logging.info("%s: the %s start from %s", self.conf.run.name, " and ".join(restored),
+                         self.conf.run.init_weights)
+
+    def export_model(self, path: str | os.PathLike) -> None:
+        """Saves what was trained (after `run`: the last stage's): a path ending in `.keras` gets the generator as a
+        Keras model file; any other path becomes a checkpoint folder of every network and optimizer. Both are
+        accepted by `init_weights`."""
+        path = os.fspath(path)
+        if path.endswith(".keras"):
+            save_model(self.networks["generator"], path)
+        else:
+            write_checkpoint(self.checkpoint, path)
+
+    def _collect_skipped_steps(self) -> None:
+        h = self.history[-1]
+        for name, optimizer in self.optimizers.items():
+            h.skipped_steps[name] = h.skipped_steps.get(name, 0) + int(optimizer.skipped.numpy())
+            optimizer.skipped.assign(0)
+
+    # The stages and the loop.
+    @property
+    def _sf_text(self) -> str:
+        """Log-line prefix: the run's name and the stage's scale factor."""
+        return f"{self.conf.run.name} x{'x'.join(f'{s:g}' for s in self.sf)}"
+
+    @property
+    def global_step(self) -> int:
+        """The current iteration counted over all stages so far (TensorBoard's step)."""
+        return self._step_offset + self.iter
+
+    def run(self) -> np.ndarray:
+        """Runs every scale factor; returns the last stage's SR image (float32 in [0, 1])."""
+        if self.summary_dir is not None:
+            self._summaries = summaries.SummaryWriter(os.fspath(self.summary_dir))
+        try:
+            self._run_stages()
+        finally:
+            if self._summaries is not None:
+                self._summaries.close()
+                self._summaries = None
+        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
+
+    def _run_stages(self) -> None:
+        self._step_offset = 0
+        if self._summaries is not None and self.gt is not None:
+            self._summaries.image("images/ground_truth", self.gt, step=0)
+        for stage, (sf, kernel) in enumerate(zip(self.conf.task.scale_factors, self.kernels)):
+            self.stage, self.sf, self.kernel = stage, np.array(sf), kernel
+            self.output_shape = fix_scale_and_shape(self.input.shape, self.sf)[1]
+            self.start_stage(stage)
+            self.gt_per_sf = self._ground_truth_for_stage()
+            self.history.append(StageHistory(scale_factor=tuple(sf)))
+            start = time.perf_counter()
+            self.train()
+            self.history[-1].train_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            output = self.final_test()
+            self.history[-1].final_test_seconds = time.perf_counter() - start
+            self.hr_fathers_sources.append(output)
+            self.outputs.append(output)
+            logging.info("%s done: %d iterations, learning-rate drops at %s, train %.1f s, "
+                         "final test %.1f s", self._sf_text, self.history[-1].iterations,
+                         self.history[-1].learning_rate_change_iters, self.history[-1].train_seconds,
+                         self.history[-1].final_test_seconds)
+            self._step_offset += self.history[-1].iterations
+            if self._summaries is not None:
+                self._summaries.image("images/sr", output, step=self._step_offset - 1)
+                self._summaries.flush()  # a stage's curves and image show up in TensorBoard when it ends
+
+    def next_sync_iteration(self, first: int) -> int:
+        """The first iteration >= `first` after which the Python loop must look: a log line of the scalars, one of
+        the method's events or the last iteration. The steps up to it run in one `tf.function` call, so the loop's
+        per-step overhead (a Python call and a dataset `next`) is paid once per chunk, with exact event timing."""
+        return min([next_multiple(first, self.conf.run.display_every), self.max_iters - 1,
+                    *self.schedule_iterations(first)])
+
+    def train(self) -> None:
+        """Trains the networks for the current scale factor until the method's schedule or max_iters stops it."""
+        h = self.history[-1]
+        examples = iter(self.example_dataset(self.max_iters))
+        for optimizer in self.optimizers.values():
+            optimizer.skipped.assign(0)
+        with summaries.progress_bar(self.max_iters, self._sf_text, self.conf.run.progress) as bar:
+            while h.iterations < self.max_iters:
+                # Steps run in chunks up to the next iteration the loop must see; self.iter is that iteration.
+                self.iter = self.next_sync_iteration(h.iterations)
+                num_steps = self.iter + 1 - h.iterations
+                scalars = self._train_steps(examples, tf.constant(num_steps))
+                h.iterations = self.iter + 1
+                # The scalars are read (a device sync) only here; the bar and summaries reuse what is read anyway.
+                if self.iter % self.conf.run.display_every == 0:
+                    self._record_scalars(scalars, bar)
+                bar.update(num_steps)
+                if self.after_sync():
+                    break
+        self._collect_skipped_steps()
+        skipped = {name: n for name, n in h.skipped_steps.items() if n}
+        if skipped:
+            logging.warning("%s: steps with non-finite gradients were skipped: %s", self._sf_text,
+                            ", ".join(f"{n} of the {name}" for name, n in skipped.items()))
+
+    def _record_scalars(self, scalars: Mapping[str, tf.Tensor], bar: Any) -> None:
+        h = self.history[-1]
+        values = {name: float(value) for name, value in scalars.items()}
+        learning_rate = self.learning_rate
+        h.loss_steps.append(self.iter)
+        h.losses.append(values["loss"])
+        h.learning_rates.append(learning_rate)
+        for name, value in values.items():
+            h.scalars.setdefault(name, []).append(value)
+        text = ", ".join(f"{name.replace('_', ' ')} {value:.6f}" for name, value in values.items())
+        logging.info("%s iteration %d: %s, learning rate %.1e", self._sf_text, self.iter, text, learning_rate)
+        bar.set_postfix_str(f"loss {values['loss']:.5f}, lr {learning_rate:.1e}", refresh=False)
+        if self._summaries is not None:
+            self._summaries.scalars({**{f"train/{name}": value for name, value in values.items()},
+                                     "train/learning_rate": learning_rate, "stage": self.stage},
+                                    step=self.global_step)
+
+    # Tests and prediction.
+    def quick_test(self) -> None:
+        """Reconstruction error of the input from its own son (ZSSR's policy reads it); true error with GT."""
+        h = self.history[-1]
+        if self.gt_per_sf is not None:
+            sr = self.forward_pass(self.input)
+            h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
+        son = self.father_to_son(self.input, self._test_rng)
+        interpolated = data.interpolate(son, self.sf, self.input.shape, self.conf.task.upscale_method)
+        reconstruction = self._network(interpolated)
+        self.on_quick_test(interpolated, reconstruction)
+        h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
+        h.test_steps.append(self.iter)
+        logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
+                     h.reconstruction_mse[-1], f", true MSE {h.true_mse[-1]:.5e}" if h.true_mse else "")
+        if self._summaries is not None:
+            values = {"quick_test/reconstruction_mse": h.reconstruction_mse[-1]}
+            if self.gt_per_sf is not None:
+                values.update({"quick_test/true_mse": h.true_mse[-1],
+                               "quick_test/true_psnr": metrics.psnr_of_mse(h.true_mse[-1])})
+            self._summaries.scalars(values, step=self.global_step)
+
+    def forward_pass(self, lr_image: np.ndarray, output_shape: Sequence[int] | None = None) -> np.ndarray:
+        """The generator on the interpolated LR image; float32 in [0, 1] of `output_shape` (default
+        ceil(sf * size))."""
+        if output_shape is None:
+            output_shape = fix_scale_and_shape(lr_image.shape, self.sf)[1]
+        return self._network(data.interpolate(lr_image, self.sf, output_shape, self.conf.task.upscale_method))
+
+    def _network(self, interpolated: np.ndarray) -> np.ndarray:
+        """The generator on an already interpolated image, on tiles; float32 in [0, 1]."""
+        # Tiles overlap by the generator's receptive-field radius: the same result as in one piece, less memory.
+        generator = self.networks["generator"]
+        return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
+                                       self.conf.run.tile_size, margin=generator.receptive_field_radius,
+                                       scale=generator.scale)
+
+    def final_test(self) -> np.ndarray:
+        """The stage's output: self-ensemble (if `output_flip`) and back-projection around `forward_pass`."""
+        return inference.final_test(
+            self.forward_pass, self.input, tuple(self.sf), self.kernel, self.conf.task.upscale_method,
+            self.back_projection_iters, self.output_flip)
+
+    def _ground_truth_for_stage(self) -> np.ndarray | None:
+        """The ground truth at this stage's scale (monitoring only), cropped to the output's size."""
+        if self.gt is None:
+            return None
+        task = self.conf.task
+        final_sf = np.array(task.final_scale_factor)
+        gt = self.gt
+        if np.any(np.abs(self.sf - final_sf) > 0.01):
+            gt = imresize(gt, self.sf / final_sf, output_shape=self.output_shape,
+                          kernel=task.downscale_gt_method).astype(np.float32)
+        h, w = self.output_shape
+        # Benchmarks' LR images are made from the HR cropped to a multiple of the scale: compare the top-left part.
+        return gt[:h, :w]
