@@ -121,7 +121,6 @@ def test_groups_keep_their_fields_apart_and_flags_never_clash():
     conf = Config.from_dict({"method": "zsrgan", "max_iters": 5, "zsrgan_max_iters": 7, "seed": 3,
                              "scale_factors": "2", "zsrgan_noise_std": 0.0})
     assert (conf.zssr.max_iters, conf.zsrgan.max_iters, conf.run.seed) == (5, 7, 3)
-    assert conf.method_config is conf.zsrgan
     flags = [prefix + f.name for cls, prefix in GROUPS.values() for f in dataclasses.fields(cls)]
     assert len(flags) == len(set(flags)) == len(FLAG_NAMES) - 1  # and --method
     assert all(FIELD_HELP[f].endswith(".") and FIELD_HELP[f][0].isupper() for f in FLAG_NAMES), "full sentences"

@@ -337,11 +337,6 @@ class Config:
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
 
-    @property
-    def method_config(self) -> Any:
-        """The chosen method's own group."""
-        return getattr(self, self.method)
-
     def replace(self, **flat: Any) -> Config:
         """A copy with fields changed by their flag names (`conf.replace(max_iters=10, seed=1)`)."""
         return _from_flat(flat, base=self)

@@ -29,6 +29,8 @@ class ZSRGAN(Trainer):
     def __init__(self, *args, **kwargs):
         self.vgg: keras.Model | None = None
         super().__init__(*args, **kwargs)
+        # Crops of one fixed size (one trace of the step), at most the input's shorter side.
+        self.crop_size = min(self.conf.zsrgan.crop_size, *self.input.shape[:2])
 
     def build_networks(self, stage: int, restart: int = 0) -> None:
         """The generator, the discriminator, their Adams, and (once) the frozen VGG16 of the perceptual loss."""
@@ -45,7 +47,6 @@ class ZSRGAN(Trainer):
                             "generator learns from the L1 and adversarial losses only", self.conf.run.name)
         self.set_networks({"generator": generator, "discriminator": discriminator}, self._new_optimizers())
         self.load_init_weights()
-        self.crop_size = min(c.crop_size, *self.input.shape[:2])
 
     def _new_optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         c = self.conf.zsrgan

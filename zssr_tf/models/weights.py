@@ -142,19 +142,24 @@ def checkpoint_network_shapes(prefix: str) -> dict[str, list[tuple[int, ...]]]:
     return shapes
 
 
+def _saved_networks(path: str) -> tuple[str, dict[str, list[tuple[int, ...]]]]:
+    """(prefix, network shapes) of a checkpoint folder or prefix; one-line errors."""
+    prefix = _checkpoint_prefix(path.rstrip("/"))
+    if prefix is None:
+        raise ValueError(f"init_weights: no such checkpoint folder or file {path}")
+    try:
+        return prefix, checkpoint_network_shapes(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"init_weights: {path} is not a readable checkpoint ({type(e).__name__})") from None
+
+
 def check_init_weights(path: str) -> None:
     """Fails (one line) unless `path` is a readable checkpoint folder, `.keras` or `.weights.h5` file; whether its
     networks fit is checked when a run builds its own (`restore_networks`)."""
     if path.endswith((".keras", ".weights.h5")):
         saved_weight_shapes(path)
-        return
-    prefix = _checkpoint_prefix(path.rstrip("/"))
-    if prefix is None:
-        raise ValueError(f"init_weights: no such checkpoint folder or file {path}")
-    try:
-        checkpoint_network_shapes(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        raise ValueError(f"init_weights: {path} is not a readable checkpoint ({type(e).__name__})") from None
+    else:
+        _saved_networks(path)
 
 
 def restore_networks(networks: Mapping[str, keras.Model], path: str) -> list[str]:
@@ -170,9 +175,7 @@ def restore_networks(networks: Mapping[str, keras.Model], path: str) -> list[str
     if path.endswith((".keras", ".weights.h5")):
         load_init_weights(networks["generator"], path)
         return ["generator"]
-    check_init_weights(path)
-    prefix = _checkpoint_prefix(path.rstrip("/"))
-    saved = checkpoint_network_shapes(prefix)
+    prefix, saved = _saved_networks(path)
     common = [name for name in networks if name in saved]
     if not common:
         raise ValueError(f"init_weights: {path} holds {', '.join(sorted(saved)) or 'no network'}; this run has "
