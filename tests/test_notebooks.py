@@ -9,6 +9,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +111,11 @@ def assert_no_errors(notebook):
 
 @pytest.mark.slow
 def test_quickstart_runs(execute):
-    notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0, ZSRGAN_PRESET="zsrgan_quick")
+    # A made-up depth map for the DGDML-SR section: the left of the example near, the right far.
+    depth = execute.tmp / "astronaut_depth.npy"
+    np.save(depth, np.tile(np.arange(1.0, 129.0), (128, 1)))
+    notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0, ZSRGAN_PRESET="zsrgan_quick",
+                       DGDML_PRESET="dgdml_quick", DEPTH_MAP=str(depth))
     assert_no_errors(notebook)
     for tag in ("comparison", "curves"):
         outputs = tagged(notebook, tag)["outputs"]
@@ -127,6 +132,12 @@ def test_quickstart_runs(execute):
     assert any("image/png" in o.get("data", {}) for o in gan_cell["outputs"]), "no figure in the ZSRGAN cell"
     assert re.search(r"PSNR-Y ZSSR: \d+\.\d\d dB +ZSRGAN: \d+\.\d\d dB", output_text(gan_cell))
     assert "discriminator_loss" in output_text(gan_cell)
+    # The DGDML-SR section: its output, the depth map it was given, its patch counts, a figure and both PSNRs.
+    assert os.path.isfile(execute.tmp / "astronaut_dgdml_X2.00X2.00.png")
+    dg_cell = tagged(notebook, "dgdml")
+    assert any("image/png" in o.get("data", {}) for o in dg_cell["outputs"]), "no figure in the DGDML-SR cell"
+    assert re.search(r"depth: given; \d+ HR patches \(64 px\), \d+ LR patches \(32 px\)", output_text(dg_cell))
+    assert re.search(r"PSNR-Y ZSSR: \d+\.\d\d dB +DGDML-SR: \d+\.\d\d dB", output_text(dg_cell))
 
 
 @pytest.mark.slow

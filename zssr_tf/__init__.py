@@ -1,4 +1,4 @@
-"""zssr_tf: zero-shot super-resolution (ZSSR, ZSRGAN) in TensorFlow 2 / Keras 3.
+"""zssr_tf: zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) in TensorFlow 2 / Keras 3.
 
     from zssr_tf import ZSSR, Config, imresize
     sr = ZSSR("lr.png", Config()).run()
@@ -9,10 +9,10 @@ The trainers are imported on first use, so `zssr_tf.config` (and `imresize`) can
 from zssr_tf.config import Config
 from zssr_tf.imresize import imresize
 
-__all__ = ["Config", "ZSRGAN", "ZSSR", "imresize"]
+__all__ = ["Config", "DGDML", "ZSRGAN", "ZSSR", "imresize"]
 __version__ = "0.1.0"
 
-_TRAINERS = {"ZSSR": "zssr_tf.methods.zssr", "ZSRGAN": "zssr_tf.methods.zsrgan"}
+_TRAINERS = {"ZSSR": "zssr_tf.methods.zssr", "ZSRGAN": "zssr_tf.methods.zsrgan", "DGDML": "zssr_tf.methods.dgdml"}
 
 
 def __getattr__(name: str):

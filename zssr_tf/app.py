@@ -4,9 +4,9 @@ The command line and notebooks call `run()` (one image) or `run_folder()` (the o
 method of `zssr_tf.methods.METHODS`; the trainers never touch files. Everything goes under `output_dir`:
 `config.json` (the effective configuration, its method included), one SR image per scale stage named as the
 original names them (`<name>_<method>_X2.00X2.00.png`), `<name>_log.json` (the train step's named scalars, quick
-tests, learning-rate drops, timings), for folders `results.csv`, and on request the checkpoint of the trained
-networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard event files (`tb/<name>/`). Every file but
-the event files is written atomically.
+tests, learning-rate drops, timings, the method's report such as DGDML's patch counts), for folders `results.csv`,
+and on request the checkpoint of the trained networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard
+event files (`tb/<name>/`). Every file but the event files is written atomically.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from zssr_tf.config import Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
-from zssr_tf.methods import METHODS
+from zssr_tf.depth import DEPTH_EXTENSIONS
+from zssr_tf.methods import DEPTH_METHODS, METHODS
 from zssr_tf.models.weights import check_init_weights
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
@@ -67,7 +68,7 @@ def model_path(conf: Config, input_path: str, output_dir: str) -> str:
 
 def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
         kernels: Sequence[str] | None = None, overwrite: bool = True, tensorboard_dir: str | None = None,
-        export_model: bool = False) -> RunResult:
+        export_model: bool = False, depth: str | None = None) -> RunResult:
     """Super-resolves one image file with the configured method and writes the results.
 
     Args:
@@ -80,6 +81,7 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
       tensorboard_dir: optional; TensorBoard event files go to `<tensorboard_dir>/<name>/`.
       export_model: whether to save the trained networks and optimizers (the last stage's) as the checkpoint
         folder `<output_dir>/<name>_<method>_checkpoint`, which `init_weights` can start other runs from.
+      depth: optional depth map of the image (methods that use one: `DEPTH_METHODS`).
 
     Returns:
       A RunResult. The SR image keeps the input's channels (alpha is interpolated, not learned) and bit depth.
@@ -88,6 +90,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
       ImageError, KernelError, ConfigError, ValueError: bad input, with a one-line message; nothing is written.
     """
     name = os.path.splitext(os.path.basename(input_path))[0]
+    if depth is not None and conf.method not in DEPTH_METHODS:
+        raise ValueError(f"depth_map: --method={conf.method} takes no depth map (methods that do: "
+                         f"{', '.join(DEPTH_METHODS)})")
     outputs = output_paths(conf, input_path, output_dir)
     if not overwrite and all(os.path.exists(p) for p in outputs):
         logging.info("%s: outputs exist, skipped (--overwrite to redo)", name)
@@ -98,8 +103,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
     # The image's name tags its log lines (the original named array inputs' outputs after it).
     summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name)
+    extra = {"depth": depth} if conf.method in DEPTH_METHODS else {}
     trainer = METHODS[conf.method](color, conf.replace(name=name), ground_truth=gt, kernels=kernels,
-                                   summary_dir=summary_dir)
+                                   summary_dir=summary_dir, **extra)
     # Only now: the trainer has validated the image, ground truth, kernels and initial weights.
     prepare_output_dir(conf, output_dir)
     trainer.run()
@@ -122,15 +128,17 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
                            kernel=conf.task.upscale_method)
         pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
                                  os.path.join(output_dir, f"{name}_comparison.png"))
-    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []), "method": conf.method,
-           **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
-           "stages": [dataclasses.asdict(h) for h in trainer.history]}
+    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []), "depth": depth,
+           "method": conf.method, **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
+           "report": trainer.report, "stages": [dataclasses.asdict(h) for h in trainer.history]}
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
     return result
 
 
-def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, list[str] | None]]:
-    """The original folder convention: every image, its `<name>_gt.*` and its kernels `<name>_<i>.mat`.
+def find_inputs(input_dir: str, num_stages: int,
+                depth_maps: bool = False) -> list[tuple[str, str | None, list[str] | None]]:
+    """The original folder convention: every image, its `<name>_gt.*` and its kernels `<name>_<i>.mat`; with
+    `depth_maps` (methods that use them), `<name>_depth.*` are depth maps (`find_depth`), not inputs.
 
     Kernels are used only when all `num_stages` files exist (as the original); a partial set is reported and
     ignored. Files this project writes beside an image (`<name>_<method>_X2.00X2.00.png`, `<name>_training.png`,
@@ -155,8 +163,8 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
     jobs = []
     for path in files:
         stem = os.path.splitext(path)[0]
-        if stem.endswith("_gt") or ours(stem):  # ground truths and our own outputs
-            continue
+        if stem.endswith("_gt") or (depth_maps and stem.endswith("_depth")) or ours(stem):
+            continue  # ground truths, depth maps and our own outputs
         kernels = [f"{stem}_{i}.mat" for i in range(num_stages)]
         found = [k for k in kernels if os.path.isfile(k)]
         if found and len(found) < num_stages:
@@ -168,27 +176,36 @@ def find_inputs(input_dir: str, num_stages: int) -> list[tuple[str, str | None, 
     return jobs
 
 
+def find_depth(input_path: str) -> str | None:
+    """The depth map beside an image, `<name>_depth.<png|tif|tiff|npy>`, or None."""
+    stem = os.path.splitext(input_path)[0]
+    found = [stem + "_depth" + e for e in DEPTH_EXTENSIONS if os.path.isfile(stem + "_depth" + e)]
+    return found[0] if found else None
+
+
 def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
                tensorboard_dir: str | None = None, export_model: bool = False) -> list[RunResult]:
     """The method on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
 
     An image that fails is reported in results.csv (status "error: ...") and the others go on. `tensorboard_dir`
-    and `export_model` are as in `run`, per image.
+    and `export_model` are as in `run`, per image. Methods that use depth take `<name>_depth.*` beside each image.
 
     Raises:
       ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable.
     """
-    jobs = find_inputs(input_dir, conf.task.num_stages)
+    jobs = find_inputs(input_dir, conf.task.num_stages, depth_maps=conf.method in DEPTH_METHODS)
     if conf.run.init_weights:
         check_init_weights(conf.run.init_weights)  # fail before writing anything, not once per image
     prepare_output_dir(conf, output_dir)
     results = []
     for index, (input_path, ground_truth, kernels) in enumerate(jobs):
-        logging.info("image %d of %d: %s (ground truth: %s, kernels: %s)", index + 1, len(jobs), input_path,
-                     ground_truth or "none", ", ".join(map(os.path.basename, kernels)) if kernels else "none")
+        depth = find_depth(input_path) if conf.method in DEPTH_METHODS else None
+        logging.info("image %d of %d: %s (ground truth: %s, kernels: %s%s)", index + 1, len(jobs), input_path,
+                     ground_truth or "none", ", ".join(map(os.path.basename, kernels)) if kernels else "none",
+                     f", depth: {depth or 'none'}" if conf.method in DEPTH_METHODS else "")
         try:
             result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite, tensorboard_dir,
-                         export_model)
+                         export_model, depth)
         except (ImageError, ValueError) as e:  # KernelError and ConfigError are ValueErrors
             logging.error("%s: %s", input_path, e)
             name = os.path.splitext(os.path.basename(input_path))[0]

@@ -28,6 +28,9 @@ flags.DEFINE_string("ground_truth", None, "Optional high-resolution image: monit
                     "trained on) and used for the reported PSNR.")
 flags.DEFINE_list("kernels", None, "Optional downscaling kernel files (.mat with a variable 'Kernel' or "
                   "'kernel', or .npy), comma separated, one per scale factor.")
+flags.DEFINE_string("depth_map", None, "Optional depth map of the image for --method=dgdml (8/16-bit PNG, TIFF or "
+                    ".npy; its values as --dgdml_depth_kind says, 0 unknown); in a folder name it <name>_depth.<ext>. "
+                    "(--depth is the ZSSR network's number of layers.)")
 flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs already exist in --output_dir "
                      "(otherwise they are skipped).")
 flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
@@ -81,9 +84,9 @@ def main(argv: list[str]) -> None:
     if not FLAGS.input:
         _fail("--input is required: the image to super-resolve", 2)
     folder = os.path.isdir(FLAGS.input)
-    if folder and (FLAGS.ground_truth or FLAGS.kernels):
-        _fail("--ground_truth and --kernels are for one image; in a folder name them <name>_gt.png and "
-              "<name>_<i>.mat", 2)
+    if folder and (FLAGS.ground_truth or FLAGS.kernels or FLAGS.depth_map):
+        _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
+              "<name>_<i>.mat and <name>_depth.png", 2)
     try:
         conf = config_from_flags()
         extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,
@@ -92,7 +95,7 @@ def main(argv: list[str]) -> None:
             results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras)
         else:
             results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth, FLAGS.kernels,
-                               FLAGS.overwrite, **extras)]
+                               FLAGS.overwrite, depth=FLAGS.depth_map, **extras)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except MemoryError:
@@ -116,18 +119,19 @@ def _summary(result: app.RunResult) -> str:
     return text
 
 
-USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN) of an image or a folder of images.
+USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) of an image or a folder of images.
 
-  zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan] [--flagfile=flags/NAME.cfg] [--ground_truth=HR]
-       [--kernels=K.mat] ... [--tensorboard] [--export_model] [--init_weights=CHECKPOINT_DIR|NET.keras]
+  zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan|dgdml] [--flagfile=flags/NAME.cfg]
+       [--ground_truth=HR] [--kernels=K.mat] [--depth_map=DEPTH.png] ... [--tensorboard] [--export_model]
+       [--init_weights=CHECKPOINT_DIR|NET.keras]
 """
 
 
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
-    for name in ("input", "output_dir", "ground_truth", "kernels", "overwrite", "tensorboard", "export_model",
-                 *FLAG_NAMES):
+    for name in ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "tensorboard",
+                 "export_model", *FLAG_NAMES):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

@@ -6,7 +6,7 @@
   * `task` (`TaskConfig`): what is asked of every method: the scale factors (gradual stages) and the degradation
     model (kernels that made the LR image and that interpolate);
   * one group per method (`zssr`: `ZSSRConfig`, the original TF1 `configs.Config` fields and defaults;
-    `zsrgan`: `ZSRGANConfig`), read only by that method.
+    `zsrgan`: `ZSRGANConfig`; `dgdml`: `DGDMLConfig`), read only by that method.
 
 Every field is a flag (`FLAG_FIELDS`, generated from the dataclasses so they never drift apart): the shared
 groups' and ZSSR's fields keep their bare names (the original's vocabulary, `--max_iters`), the other methods'
@@ -28,8 +28,9 @@ from zssr_tf.imresize import KERNEL_NAMES
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("auto", "host", "device")
-METHOD_NAMES = ("zssr", "zsrgan")
+METHOD_NAMES = ("zssr", "zsrgan", "dgdml")
 VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv1", "block3_conv3", "block4_conv3", "block5_conv3")
+VGG19_LAYERS = ("block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4")
 INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
 
 ScalePair = tuple[float, float]
@@ -90,9 +91,9 @@ class RunConfig:
     name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's file "
                        "name).")
     vgg_weights: str = _field(
-        "imagenet", "ImageNet VGG16 weights of perceptual losses (ZSRGAN's): imagenet (Keras's cached file "
-        "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, which is never downloaded here), the "
-        "path of such an .h5 file, or none (no perceptual loss).")
+        "imagenet", "ImageNet VGG weights of perceptual losses (ZSRGAN's VGG16; VGG19 for --dgdml_cycle_loss=vgg): "
+        "imagenet (Keras's cached file, e.g. ~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, "
+        "which is never downloaded here), the path of such an .h5 file, or none (no perceptual loss).")
     init_weights: str = _field(
         "", "Weights to start from instead of random ones, fine-tuned on each image: a checkpoint folder written "
         "by --export_model (every network it holds that this method has), or a generator saved as .keras or "
@@ -309,12 +310,101 @@ class ZSRGANConfig:
         return self.learning_rate * self.learning_rate_decay ** (iteration // self.learning_rate_decay_every)
 
 
+@dataclasses.dataclass(frozen=True)
+class DGDMLConfig:
+    """DGDML-SR's settings (Cheng, Fu, Yang, ECCV 2020): depth-guided unpaired patches, a degradation simulation
+    network (DSN), a super-resolution network (SRN), two WGAN critics, bi-cycle training; defaults from the paper
+    (where the paper is silent, from the authors' code)."""
+
+    # Training data (the paper's 3.1).
+    pairing: str = _field(
+        "depth", "DGDML: where the training patches come from: depth (unpaired HR patches nearer than the mean "
+        "depth, LR patches farther, the paper's 3.1; random regions without a depth map) or bicubic (paired HR "
+        "crops of the input and their bicubic sons, the SRN alone with an L1 loss: the paper's comparison with "
+        "ZSSR in its 4).", ("depth", "bicubic"))
+    depth_guidance: bool = _field(
+        True, "DGDML: whether the depth map chooses the HR (near) and LR (far) patches; without (also what runs "
+        "when no depth is given) every patch may be HR or LR: the paper's ablation BCN, and with "
+        "--nodgdml_bicycle its ablation None.")
+    depth_kind: str = _field(
+        "depth", "DGDML: what the depth map's values are: depth (larger = farther) or disparity (larger = nearer, "
+        "as Middlebury's and the authors' inverted NYU maps; depth = 1 / disparity). 0 is unknown either way.",
+        ("depth", "disparity"))
+    depth_model: str = _field(
+        "", "DGDML: a monocular depth estimator on disk (a .keras model or a SavedModel folder taking [1, H, W, 3] "
+        "RGB in [0, 1] and returning [1, H, W(, 1)] values of --dgdml_depth_kind), used when an image has no depth "
+        "map. Empty: no estimator.")
+    lr_patch_size: int = _field(
+        32, "DGDML: side of the LR patches; HR patches are the scale factor times larger (64 at x2, 128 at x4). The "
+        "grid's stride is half a patch.")
+    min_contrast: float = _field(
+        0.05, "DGDML: patches whose contrast (99th minus 1st percentile of the luminance, over 255) is below this "
+        "are dropped (the paper's 0.05; the authors' code effectively uses 0.10 on rgb2gray luminance).")
+    contrast_luminance: str = _field(
+        "ycbcr", "DGDML: the luminance of the contrast filter: ycbcr (BT.601 Y, the paper) or rgb2gray "
+        "(0.2125 R + 0.7154 G + 0.0721 B, the authors' code through scikit-image).", ("ycbcr", "rgb2gray"))
+    # Networks (the paper's 3.2).
+    width: int = _field(64, "DGDML: channels of the hidden convolutions of the DSN and the SRN.")
+    srn_depth: int = _field(10, "DGDML: 3x3 convolutions of the SRN's body between F_in and the sub-pixel step.")
+    dsn_depth: int = _field(5, "DGDML: 3x3 convolutions of the DSN between F_in and its learned downsampling.")
+    critic_width: int = _field(
+        64, "DGDML: channels of the critics' first convolutions (doubling to 8 times this, 64..512).")
+    # Bi-cycle training (the paper's 3.3).
+    bicycle: bool = _field(
+        True, "DGDML: bi-cycle training (eqs. 6 and 8: LR->HR->LR and HR->LR->HR with adversarial and cycle "
+        "losses); --nodgdml_bicycle keeps eqs. 5 and 7 only (the paper's ablation without BCN).")
+    wgan: str = _field(
+        "clip", "DGDML: how the critics are kept Lipschitz: clip (weights clipped to +-dgdml_clip_value after each "
+        "step, WGAN, the authors' main script) or gp (gradient penalty per sample, WGAN-GP).", ("clip", "gp"))
+    clip_value: float = _field(0.01, "DGDML: the critics' weights are clipped to [-clip_value, clip_value].")
+    gradient_penalty_weight: float = _field(10.0, "DGDML: weight of the gradient penalty (--dgdml_wgan=gp).")
+    cycle_loss: str = _field(
+        "l1", "DGDML: the cycle-consistency loss: l1 (the paper's eqs. 6 and 8) or vgg (L1 between VGG19 "
+        "features, as the authors' code; needs --vgg_weights pointing to VGG19 ImageNet weights).", ("l1", "vgg"))
+    cycle_weight: float = _field(1.0, "DGDML: weight of the cycle losses against the adversarial ones.")
+    vgg_layer: str = _field(
+        "block5_conv4", "DGDML: the VGG19 layer of --dgdml_cycle_loss=vgg (block5_conv4 is relu5_4, the authors').",
+        VGG19_LAYERS)
+    # Optimisation (the paper's 5.1).
+    batch_size: int = _field(64, "DGDML: patches per batch, on each side (HR and LR).")
+    epochs: int = _field(150, "DGDML: training epochs; an epoch is one pass over the smaller patch side.")
+    learning_rate: float = _field(1e-4, "DGDML: initial RMSprop learning rate of the four networks.")
+    learning_rate_decay_epochs: int = _field(60, "DGDML: the learning rate is divided by 10 every this many epochs.")
+    test_every_epochs: int = _field(
+        10, "DGDML: epochs between quick tests (reconstruction error of the input from its bicubic son, true error "
+        "with ground truth): monitoring only.")
+    # Output.
+    output_flip: bool = _field(
+        False, "DGDML: whether the output is the median of the SRN on the 8 rotations and mirrors (ZSSR's "
+        "self-ensemble) instead of the SRN on the input alone, as the paper makes it.")
+    back_projection_iters: int = _field(
+        0, "DGDML: back-projection iterations of the output (0, as the paper: the degradation is not bicubic).")
+
+    def __post_init__(self) -> None:
+        prefix = "dgdml_"
+        _check_choice(self, prefix)
+        _check_positive(self, ("width", "srn_depth", "dsn_depth", "critic_width", "batch_size", "epochs",
+                               "learning_rate_decay_epochs", "test_every_epochs"), prefix)
+        _check(self.lr_patch_size >= 16 and self.lr_patch_size % 16 == 0,
+               f"dgdml_lr_patch_size: must be a multiple of 16 (the critics halve it 4 times), got "
+               f"{self.lr_patch_size}")
+        for name in ("min_contrast", "clip_value", "gradient_penalty_weight", "cycle_weight"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"{prefix}{name}: must be a finite number >= 0, got {value}")
+        _check(self.min_contrast < 1, f"dgdml_min_contrast: must be < 1, got {self.min_contrast}")
+        _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "dgdml_learning_rate: must be > 0")
+        _check(self.back_projection_iters >= 0, "dgdml_back_projection_iters: must be >= 0")
+        _check(not self.depth_model or os.path.splitext(self.depth_model.rstrip("/"))[1] in ("", ".keras"),
+               f"dgdml_depth_model: {self.depth_model} is not a .keras file or a SavedModel folder")
+
+
 # Group name -> (dataclass, flag prefix). Methods' groups are named after the method.
 GROUPS: dict[str, tuple[type, str]] = {
     "run": (RunConfig, ""),
     "task": (TaskConfig, ""),
     "zssr": (ZSSRConfig, ""),
     "zsrgan": (ZSRGANConfig, "zsrgan_"),
+    "dgdml": (DGDMLConfig, "dgdml_"),
 }
 
 
@@ -322,18 +412,21 @@ GROUPS: dict[str, tuple[type, str]] = {
 class Config:
     """Everything a run needs: the method and the settings of every group (see the module docstring)."""
 
-    method: str = _field("zssr", "Zero-shot method: zssr (Shocher et al. 2018) or zsrgan (ZSSR with a "
-                         "discriminator and a perceptual loss, Lee et al.).", METHOD_NAMES)
+    method: str = _field("zssr", "Zero-shot method: zssr (Shocher et al. 2018), zsrgan (ZSSR with a "
+                         "discriminator and a perceptual loss, Lee et al.) or dgdml (DGDML-SR: depth-guided "
+                         "degradation learning, Cheng et al. 2020).", METHOD_NAMES)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
     zssr: ZSSRConfig = dataclasses.field(default_factory=ZSSRConfig)
     zsrgan: ZSRGANConfig = dataclasses.field(default_factory=ZSRGANConfig)
+    dgdml: DGDMLConfig = dataclasses.field(default_factory=DGDMLConfig)
 
     def __post_init__(self) -> None:
         _check_choice(self)
         for group, (cls, _) in GROUPS.items():
             _check(isinstance(getattr(self, group), cls), f"{group}: must be a {cls.__name__}")
-        _check(len(self.zssr.back_projection_iters) == self.task.num_stages,
+        # ZSSR's per-stage list; the other methods do not read it.
+        _check(self.method != "zssr" or len(self.zssr.back_projection_iters) == self.task.num_stages,
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
 
@@ -343,7 +436,7 @@ class Config:
 
     # Text forms.
     def to_dict(self) -> dict[str, Any]:
-        """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}}."""
+        """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}, "dgdml": {...}}."""
         return {"method": self.method, **{group: {f.name: _to_jsonable(getattr(getattr(self, group), f.name))
                                                   for f in dataclasses.fields(getattr(self, group))}
                                           for group in GROUPS}}

@@ -33,6 +33,7 @@ from zssr_tf.device import resolve_precision
 from zssr_tf.image_io import read_image
 from zssr_tf.imresize import fix_scale_and_shape, imresize
 from zssr_tf.kernels import preprocess_kernels
+from zssr_tf.losses import l1_loss
 from zssr_tf.models.weights import restore_networks, save_model, write_checkpoint
 
 MIN_INPUT_SIZE = 4
@@ -88,7 +89,10 @@ class GuardedOptimizer:
 
     def minimize(self, tape: tf.GradientTape, scaled_loss: tf.Tensor, variables: Sequence[tf.Variable]) -> tf.Tensor:
         """Applies the gradients of `scaled_loss` unless one is not finite; returns whether they were finite."""
-        gradients = tape.gradient(scaled_loss, variables)
+        return self.apply(tape.gradient(scaled_loss, variables), variables)
+
+    def apply(self, gradients: Sequence[tf.Tensor], variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """Applies gradients (of the scaled loss) unless one is not finite; returns whether they were finite."""
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         if self.loss_scaled:
             self.optimizer.apply_gradients(zip(gradients, variables))
@@ -103,6 +107,17 @@ class GuardedOptimizer:
             tf.cond(finite, apply, lambda: tf.constant(False))
         self.skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
         return finite
+
+
+def l1_step(network: keras.Model, optimizer: GuardedOptimizer, network_input: tf.Tensor,
+            target: tf.Tensor) -> dict[str, tf.Tensor]:
+    """One step of `optimizer` on the L1 loss of the network's output against the target (ZSSR's step, and the
+    paired steps of other methods); returns {"loss": the loss before the step}."""
+    with tf.GradientTape() as tape:
+        loss = l1_loss(network(network_input, training=True), target)
+        scaled_loss = optimizer.scale_loss(loss)
+    optimizer.minimize(tape, scaled_loss, network.trainable_variables)
+    return {"loss": loss}
 
 
 @dataclasses.dataclass
@@ -182,6 +197,7 @@ class Trainer:
         self.precision = resolve_precision(self.conf.run.precision)
         self.networks: dict[str, keras.Model] = {}
         self.optimizers: dict[str, GuardedOptimizer] = {}
+        self.report: dict[str, Any] = {}  # what the method tells about its run, for log.json (e.g. patch counts)
         self.build_networks(0)
 
     # What a method supplies.
@@ -230,8 +246,8 @@ class Trainer:
         """The LR son of an image for the quick test (the stage's kernel; methods may add noise)."""
         return data.father_to_son(hr_father, self.sf, self.kernel, 0.0, rng)
 
-    def on_quick_test(self, interpolated: np.ndarray, reconstruction: np.ndarray) -> None:
-        """Sees each quick test's network input and output (ZSSR checks for a stuck network)."""
+    def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
+        """Sees each quick test's son and its reconstruction of the input (ZSSR checks for a stuck network)."""
 
     # Networks, optimizers, steps, checkpoint.
     def set_networks(self, networks: Mapping[str, keras.Model],
@@ -258,7 +274,7 @@ class Trainer:
                 scalars = step(*next(examples))
             return scalars
 
-        @tf.function(input_signature=[tf.TensorSpec((1, None, None, self.channels), tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec((1, None, None, generator.input_shape[-1]), tf.float32)])
         def predict(interpolated: tf.Tensor) -> tf.Tensor:
             return tf.clip_by_value(tf.cast(generator(interpolated, training=False), tf.float32), 0.0, 1.0)
 
@@ -394,9 +410,8 @@ class Trainer:
             sr = self.forward_pass(self.input)
             h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
         son = self.father_to_son(self.input, self._test_rng)
-        interpolated = data.interpolate(son, self.sf, self.input.shape, self.conf.task.upscale_method)
-        reconstruction = self._network(interpolated)
-        self.on_quick_test(interpolated, reconstruction)
+        reconstruction = self.forward_pass(son, self.input.shape[:2])
+        self.on_quick_test(son, reconstruction)
         h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
         h.test_steps.append(self.iter)
         logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
@@ -409,17 +424,21 @@ class Trainer:
             self._summaries.scalars(values, step=self.global_step)
 
     def forward_pass(self, lr_image: np.ndarray, output_shape: Sequence[int] | None = None) -> np.ndarray:
-        """The generator on the interpolated LR image; float32 in [0, 1] of `output_shape` (default
-        ceil(sf * size))."""
+        """The generator on the LR image; float32 in [0, 1] of `output_shape` (default ceil(sf * size)).
+
+        A generator of `scale` 1 takes the image interpolated to the output's size (ZSSR's); one of a larger
+        integer scale takes the image itself (its output is cropped to `output_shape`)."""
         if output_shape is None:
             output_shape = fix_scale_and_shape(lr_image.shape, self.sf)[1]
-        return self._network(data.interpolate(lr_image, self.sf, output_shape, self.conf.task.upscale_method))
+        if self.networks["generator"].scale == 1:
+            lr_image = data.interpolate(lr_image, self.sf, output_shape, self.conf.task.upscale_method)
+        return self._network(lr_image)[:output_shape[0], :output_shape[1]]
 
-    def _network(self, interpolated: np.ndarray) -> np.ndarray:
-        """The generator on an already interpolated image, on tiles; float32 in [0, 1]."""
+    def _network(self, network_input: np.ndarray) -> np.ndarray:
+        """The generator on its input, on tiles; float32 in [0, 1]."""
         # Tiles overlap by the generator's receptive-field radius: the same result as in one piece, less memory.
         generator = self.networks["generator"]
-        return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], interpolated,
+        return inference.predict_tiled(lambda x: self._predict(x[None]).numpy()[0], network_input,
                                        self.conf.run.tile_size, margin=generator.receptive_field_radius,
                                        scale=generator.scale)
 

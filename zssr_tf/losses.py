@@ -53,3 +53,32 @@ def perceptual_loss(features: keras.Model, output: tf.Tensor, target: tf.Tensor)
       float32 scalar.
     """
     return l1_loss(features(vgg_preprocess(output), training=False), features(vgg_preprocess(target), training=False))
+
+
+def critic_loss(real_scores: tf.Tensor, fake_scores: tf.Tensor) -> tf.Tensor:
+    """A Wasserstein critic's loss in DGDML-SR's convention (its eqs. 5-8, the authors' code): the critic
+    maximises E[D(fake)] - E[D(real)] (its estimate of the Wasserstein distance), so it minimises
+    E[D(real)] - E[D(fake)]; the generator minimises E[D(fake)]. Scores are [N, 1]; float32 scalar."""
+    return tf.reduce_mean(tf.cast(real_scores, tf.float32)) - tf.reduce_mean(tf.cast(fake_scores, tf.float32))
+
+
+def gradient_penalty(critic: keras.Model, real: tf.Tensor, fake: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al.): E[(||grad D(x_hat)||_2 - 1)^2] with x_hat = u real + (1 - u) fake,
+    the gradient's norm taken per sample.
+
+    Args:
+      critic: maps [N, H, W, C] to [N, 1] scores (one per sample).
+      real, fake: [N, H, W, C] batches.
+      uniform: [N, 1, 1, 1] draws from U(0, 1).
+
+    Returns:
+      float32 scalar (not yet weighted).
+    """
+    real, fake = tf.cast(real, tf.float32), tf.cast(fake, tf.float32)
+    mixed = uniform * real + (1.0 - uniform) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(mixed)
+        scores = tf.cast(critic(mixed, training=True), tf.float32)
+    gradients = tape.gradient(scores, mixed)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))

@@ -17,8 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from zssr_tf import data
-from zssr_tf.engine import Trainer, next_multiple
-from zssr_tf.losses import l1_loss
+from zssr_tf.engine import Trainer, l1_step, next_multiple
 from zssr_tf.models import build_zssr_generator
 
 # A network whose residual is still below a quarter of a gray level everywhere after `min_iters` iterations has
@@ -91,12 +90,7 @@ class ZSSR(Trainer):
 
     def train_step(self, lr_son: tf.Tensor, hr_father: tf.Tensor) -> dict[str, tf.Tensor]:
         """One Adam step on the L1 loss of one (interpolated son, father) pair."""
-        model, optimizer = self.networks["generator"], self.optimizers["generator"]
-        with tf.GradientTape() as tape:
-            loss = l1_loss(model(lr_son, training=True), hr_father)
-            scaled_loss = optimizer.scale_loss(loss)
-        optimizer.minimize(tape, scaled_loss, model.trainable_variables)
-        return {"loss": loss}
+        return l1_step(self.networks["generator"], self.optimizers["generator"], lr_son, hr_father)
 
     def example_dataset(self, num_examples: int) -> tf.data.Dataset:
         """The current stage's (interpolated lr_son, hr_father) examples, from the pipeline the config picks."""
@@ -141,8 +135,9 @@ class ZSSR(Trainer):
         self.learning_rate_policy()
         return self.learning_rate < c.min_learning_rate
 
-    def on_quick_test(self, interpolated: np.ndarray, reconstruction: np.ndarray) -> None:
+    def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
         if self.conf.zssr.learn_residual:  # what the network adds to the interpolation, for the stuck check
+            interpolated = data.interpolate(lr_son, self.sf, self.input.shape, self.conf.task.upscale_method)
             self._residual_max = float(np.max(np.abs(reconstruction - np.clip(interpolated, 0.0, 1.0))))
 
     def learning_rate_policy(self) -> None:

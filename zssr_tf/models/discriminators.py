@@ -1,4 +1,4 @@
-"""Discriminator networks: ZSRGAN's DCGAN-style critic, registered by name."""
+"""Discriminator networks, registered by name: ZSRGAN's DCGAN-style discriminator and DGDML-SR's WGAN critics."""
 
 from __future__ import annotations
 
@@ -51,4 +51,52 @@ def build_dcgan_discriminator(
     return keras.Model(image, probabilities, name=name)
 
 
-DISCRIMINATORS: dict[str, Callable[..., keras.Model]] = {"dcgan": build_dcgan_discriminator}
+def build_wgan_critic(
+    patch_size: int,
+    channels: int = 1,
+    width: int = 64,
+    seed: int | None = None,
+    dtype_policy: str = "float32",
+    name: str = "wgan_critic",
+) -> keras.Model:
+    """DGDML-SR's critics D^H and D^L (SRGAN's discriminator without batch norm, as the authors' code): 4 pairs of
+    [3x3 convolution, 4x4 convolution of stride 2] with LeakyReLU 0.2 and channels width, 2, 4, 8 x width (64..512),
+    then a dense layer of 1024, LeakyReLU 0.2 and a dense layer of one score. No sigmoid: a Wasserstein critic.
+
+    Args:
+      patch_size: side of the square inputs (a multiple of 16: the dense head sees patch_size / 16 squared).
+      channels: image channels (1: the Y channel).
+      width: channels of the first convolutions.
+      seed: seed of the initialisers (layer i uses seed + i); None draws fresh weights.
+      dtype_policy: Keras dtype policy of the layers; the score is float32.
+      name: model name.
+
+    Returns:
+      A `keras.Model` mapping [N, patch_size, patch_size, channels] to [N, 1] scores (one per sample, so a
+      gradient penalty is per sample).
+    """
+    if patch_size < 16 or patch_size % 16:
+        raise ValueError(f"the critic's patch size must be a multiple of 16, got {patch_size}")
+
+    def initializer(i: int) -> keras.initializers.Initializer:
+        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+
+    image = keras.Input(shape=(patch_size, patch_size, channels), name="image")
+    x = image
+    for i in range(4):
+        filters = width * 2**i
+        for j, (size, stride) in enumerate(((3, 1), (4, 2))):
+            x = keras.layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
+                                    kernel_initializer=initializer(2 * i + j), dtype=dtype_policy,
+                                    name=f"conv_{i}_{j}")(x)
+            x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"leaky_relu_{i}_{j}")(x)
+    x = keras.layers.Flatten(dtype=dtype_policy, name="flatten")(x)
+    x = keras.layers.Dense(1024, kernel_initializer=initializer(8), dtype=dtype_policy, name="dense")(x)
+    x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name="dense_relu")(x)
+    x = keras.layers.Dense(1, kernel_initializer=initializer(9), dtype=dtype_policy, name="score_logit")(x)
+    score = keras.layers.Activation("linear", dtype="float32", name="score")(x)
+    return keras.Model(image, score, name=name)
+
+
+DISCRIMINATORS: dict[str, Callable[..., keras.Model]] = {"dcgan": build_dcgan_discriminator,
+                                                         "wgan_critic": build_wgan_critic}

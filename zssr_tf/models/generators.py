@@ -1,4 +1,5 @@
-"""Generator networks: the ZSSR image-specific CNN (ZSSR's and ZSRGAN's generator), registered by name."""
+"""Generator networks, registered by name: the ZSSR image-specific CNN (ZSSR's and ZSRGAN's generator), and
+DGDML-SR's super-resolution network (SRN) and degradation simulation network (DSN)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from typing import Callable
 
 import keras
+import tensorflow as tf
 
 
 def build_zssr_generator(
@@ -67,4 +69,154 @@ def build_zssr_generator(
     return model
 
 
-GENERATORS: dict[str, Callable[..., keras.Model]] = {"zssr": build_zssr_generator}
+class _Upscaling(keras.layers.Layer):
+    """A parameter-free layer that makes images `scale` times larger (its `scale` is its config)."""
+
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def output_channels(self, channels: int | None) -> int | None:
+        return channels
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        def times(n: int | None) -> int | None:
+            return None if n is None else n * self.scale
+
+        return (input_shape[0], times(input_shape[1]), times(input_shape[2]), self.output_channels(input_shape[3]))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="zssr_tf")
+class BicubicUpsample(_Upscaling):
+    """Bicubic upscaling by an integer factor (Keys a = -0.5, half-pixel centres, as MATLAB's for upscaling; the
+    border is clamped, where MATLAB mirrors): the SRN's low-frequency branch."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        size = tf.shape(x)[1:3] * self.scale
+        return tf.cast(tf.image.resize(tf.cast(x, tf.float32), size, method="bicubic"), self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="zssr_tf")
+class PixelShuffle(_Upscaling):
+    """Sub-pixel convolution's rearrangement (Shi et al.): [N, h, w, r^2 C] -> [N, r h, r w, C]."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.depth_to_space(x, self.scale)
+
+    def output_channels(self, channels: int | None) -> int | None:
+        return None if channels is None else channels // self.scale**2
+
+
+def _he_conv(filters: int, kernel_size: int, seed: int | None, index: int, dtype_policy: str, name: str,
+             strides: int = 1) -> keras.layers.Conv2D:
+    # The DGDML-SR authors' initialisation: N(0, sqrt(2 / (k * k * filters))), no biases.
+    std = math.sqrt(2.0 / (kernel_size * kernel_size * filters))
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=False,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=std, seed=None if seed is None else seed + index),
+        dtype=dtype_policy, name=name)
+
+
+def upscaling_steps(scale: int) -> list[int]:
+    """The sub-pixel steps of an integer scale: x2 steps for powers of two (x4 = two x2, as ESPCN-style SR nets
+    do), else one step."""
+    if scale < 2:
+        raise ValueError(f"the SRN needs an integer scale factor >= 2, got {scale}")
+    steps = []
+    while scale % 2 == 0 and scale > 1:
+        steps.append(2)
+        scale //= 2
+    return steps + ([scale] if scale > 1 else [])
+
+
+def build_srn(
+    scale: int = 2,
+    channels: int = 1,
+    depth: int = 10,
+    width: int = 64,
+    seed: int | None = None,
+    dtype_policy: str = "float32",
+    name: str = "srn",
+) -> keras.Model:
+    """DGDML-SR's super-resolution network G^H (the paper's eq. 4): F_in, `depth` 3x3 convolutions with
+    LeakyReLU 0.2, sub-pixel convolution (a 3x3 convolution to width * r^2 channels, `depth_to_space` and a PReLU),
+    F_out, plus the bicubic-upscaled input as the global residual.
+
+    Args:
+      scale: integer scale factor (>= 2).
+      channels: image channels in and out (1: DGDML-SR works on the Y channel).
+      depth: convolutions between F_in and the sub-pixel step.
+      width: channels of the hidden convolutions.
+      seed: seed of the initialisers (layer i uses seed + i); None draws fresh weights.
+      dtype_policy: Keras dtype policy of the convolutions; input, residual and output are float32.
+      name: model name.
+
+    Returns:
+      A `keras.Model` mapping [N, h, w, channels] LR images in [0, 1] to [N, scale * h, scale * w, channels]
+      (unclipped), with attributes `scale` and `receptive_field_radius` (in input pixels) for tiled prediction.
+    """
+    if depth < 1 or width < 1 or channels < 1:
+        raise ValueError(f"depth, width and channels must be >= 1, got {depth}, {width}, {channels}")
+    steps = upscaling_steps(scale)
+    lr = keras.Input(shape=(None, None, channels), name="lr")
+    x = _he_conv(width, 3, seed, 0, dtype_policy, "f_in")(lr)
+    x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name="f_in_relu")(x)
+    for i in range(depth):
+        x = _he_conv(width, 3, seed, 1 + i, dtype_policy, f"f_{i + 1}")(x)
+        x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"f_{i + 1}_relu")(x)
+    for j, r in enumerate(steps):
+        x = _he_conv(width * r * r, 3, seed, 1 + depth + j, dtype_policy, f"subpixel_{j}")(x)
+        x = PixelShuffle(r, dtype=dtype_policy, name=f"pixel_shuffle_{j}")(x)
+        # One learned slope, starting at 0.25, as the authors' code (PyTorch's nn.PReLU()); the paper is silent.
+        x = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1, 2, 3], dtype=dtype_policy,
+                               name=f"subpixel_{j}_prelu")(x)
+    x = _he_conv(channels, 3, seed, 1 + depth + len(steps), dtype_policy, "f_out")(x)
+    x = keras.layers.Activation("linear", dtype="float32", name="high_frequencies")(x)
+    low = BicubicUpsample(scale, dtype="float32", name="bicubic")(lr)
+    model = keras.Model(lr, keras.layers.Add(name="residual", dtype="float32")([x, low]), name=name)
+    # An output pixel sees one input pixel per LR convolution, and 2 through the bicubic branch; the convolutions
+    # at higher resolution add less than one input pixel each.
+    model.scale, model.receptive_field_radius = scale, depth + 2 + len(steps) + 1
+    return model
+
+
+def build_dsn(
+    scale: int = 2,
+    channels: int = 1,
+    depth: int = 5,
+    width: int = 64,
+    seed: int | None = None,
+    dtype_policy: str = "float32",
+    name: str = "dsn",
+) -> keras.Model:
+    """DGDML-SR's degradation simulation network G^L (the paper's eq. 3): F_in, `depth` 3x3 convolutions with
+    LeakyReLU 0.2, a learned downsampling (a 3x3 convolution of stride 2, once per factor 2 of the scale), F_out.
+    No skip path: the degradation is all learned.
+
+    Args:
+      scale: 2 or 4 (a power of two: each step halves).
+      other arguments as `build_srn`.
+
+    Returns:
+      A `keras.Model` mapping [N, H, W, channels] HR images to [N, H / scale, W / scale, channels] (unclipped).
+    """
+    steps = upscaling_steps(scale)
+    if any(r != 2 for r in steps):
+        raise ValueError(f"the DSN downsamples by powers of two (stride-2 steps), not by {scale}")
+    hr = keras.Input(shape=(None, None, channels), name="hr")
+    x = _he_conv(width, 3, seed, 0, dtype_policy, "f_in")(hr)
+    x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name="f_in_relu")(x)
+    for i in range(depth):
+        x = _he_conv(width, 3, seed, 1 + i, dtype_policy, f"f_{i + 1}")(x)
+        x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"f_{i + 1}_relu")(x)
+    for j in range(len(steps)):
+        x = _he_conv(width, 3, seed, 1 + depth + j, dtype_policy, f"downsample_{j}", strides=2)(x)
+    x = _he_conv(channels, 3, seed, 1 + depth + len(steps), dtype_policy, "f_out")(x)
+    return keras.Model(hr, keras.layers.Activation("linear", dtype="float32", name="lr")(x), name=name)
+
+
+GENERATORS: dict[str, Callable[..., keras.Model]] = {"zssr": build_zssr_generator, "srn": build_srn,
+                                                     "dsn": build_dsn}
