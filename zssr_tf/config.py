@@ -54,6 +54,12 @@ def _check_positive(group: Any, names: tuple[str, ...], prefix: str = "") -> Non
         _check(getattr(group, name) >= 1, f"{prefix}{name}: must be >= 1, got {getattr(group, name)}")
 
 
+def _check_nonnegative(group: Any, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        value = getattr(group, name)
+        _check(math.isfinite(value) and value >= 0, f"{prefix}{name}: must be a finite number >= 0, got {value}")
+
+
 def _check_choice(group: Any, prefix: str = "") -> None:
     for f in dataclasses.fields(group):
         choices = f.metadata.get("choices")
@@ -209,9 +215,7 @@ class ZSSRConfig:
                                "learning_rate_policy_check_every", "learning_rate_slope_range"))
         _check(self.crop_size >= 4, f"crop_size: must be >= 4, got {self.crop_size}")
         _check(self.min_iters >= 0, "min_iters: must be >= 0")
-        for name in ("learning_rate", "min_learning_rate", "init_variance", "learning_rate_change_ratio"):
-            value = getattr(self, name)
-            _check(math.isfinite(value) and value >= 0, f"{name}: must be a finite number >= 0, got {value}")
+        _check_nonnegative(self, ("learning_rate", "min_learning_rate", "init_variance", "learning_rate_change_ratio"))
         _check(self.learning_rate > 0, "learning_rate: must be > 0")
         _check(math.isfinite(self.noise_std) and self.noise_std >= 0, f"noise_std: must be >= 0, got {self.noise_std}")
         p_leave, p_no_interp = self.augment_leave_as_is_probability, self.augment_no_interpolate_probability
@@ -296,10 +300,8 @@ class ZSRGANConfig:
         _check(self.crop_size >= 64, f"zsrgan_crop_size: the discriminator needs crops of at least 64, got "
                f"{self.crop_size}")
         _check(1 <= self.min_father_size, "zsrgan_min_father_size: must be >= 1")
-        for name in ("reconstruction_weight", "perceptual_weight", "adversarial_weight", "discriminator_loss_weight",
-                     "init_variance", "noise_std"):
-            value = getattr(self, name)
-            _check(math.isfinite(value) and value >= 0, f"{prefix}{name}: must be a finite number >= 0, got {value}")
+        _check_nonnegative(self, ("reconstruction_weight", "perceptual_weight", "adversarial_weight",
+                                  "discriminator_loss_weight", "init_variance", "noise_std"), prefix)
         _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "zsrgan_learning_rate: must be > 0")
         _check(0 <= self.beta_1 < 1, "zsrgan_beta_1: must be in [0, 1)")
         _check(0 < self.learning_rate_decay <= 1, "zsrgan_learning_rate_decay: must be in (0, 1]")
@@ -388,9 +390,7 @@ class DGDMLConfig:
         _check(self.lr_patch_size >= 16 and self.lr_patch_size % 16 == 0,
                f"dgdml_lr_patch_size: must be a multiple of 16 (the critics halve it 4 times), got "
                f"{self.lr_patch_size}")
-        for name in ("min_contrast", "clip_value", "gradient_penalty_weight", "cycle_weight"):
-            value = getattr(self, name)
-            _check(math.isfinite(value) and value >= 0, f"{prefix}{name}: must be a finite number >= 0, got {value}")
+        _check_nonnegative(self, ("min_contrast", "clip_value", "gradient_penalty_weight", "cycle_weight"), prefix)
         _check(self.min_contrast < 1, f"dgdml_min_contrast: must be < 1, got {self.min_contrast}")
         _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "dgdml_learning_rate: must be > 0")
         _check(self.back_projection_iters >= 0, "dgdml_back_projection_iters: must be >= 0")
