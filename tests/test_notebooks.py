@@ -115,7 +115,7 @@ def test_quickstart_runs(execute):
     depth = execute.tmp / "astronaut_depth.npy"
     np.save(depth, np.tile(np.arange(1.0, 129.0), (128, 1)))
     notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0, ZSRGAN_PRESET="zsrgan_quick",
-                       DGDML_PRESET="dgdml_quick", DEPTH_MAP=str(depth))
+                       DGDML_PRESET="dgdml_quick", DEPTH_MAP=str(depth), PRETRAIN_STEPS=10)
     assert_no_errors(notebook)
     for tag in ("comparison", "curves"):
         outputs = tagged(notebook, tag)["outputs"]
@@ -138,6 +138,11 @@ def test_quickstart_runs(execute):
     assert any("image/png" in o.get("data", {}) for o in dg_cell["outputs"]), "no figure in the DGDML-SR cell"
     assert re.search(r"depth: given; \d+ HR patches \(64 px\), \d+ LR patches \(32 px\)", output_text(dg_cell))
     assert re.search(r"PSNR-Y ZSSR: \d+\.\d\d dB +DGDML-SR: \d+\.\d\d dB", output_text(dg_cell))
+    # The course report's variants: pixel shuffle and a start pretrained on other images, each with its PSNR.
+    variants = output_text(tagged(notebook, "variants"))
+    assert "pretrained" in variants and "for 10 steps" in variants
+    assert re.search(r"pixel shuffle: \d+\.\d\d dB +pretrained start: \d+\.\d\d dB", variants)
+    assert os.path.isfile(execute.tmp / "variants" / "pixel_shuffle" / "astronaut_zssr_X2.00X2.00.png")
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs a
 flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
                      "reconstruction error, true PSNR with ground truth, each stage's output) to "
                      "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
+flags.DEFINE_string("output", None, "zssr pretrain: the .keras file the pretrained network is saved as (its "
+                    "resumable checkpoints go to <output without .keras>_checkpoint/).")
 flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained networks and optimizers (of the "
                      "last stage) as the checkpoint folder <output_dir>/<image name>_<method>_checkpoint, which "
                      "--init_weights can start other runs from.")
@@ -57,6 +59,7 @@ def _define_config_flags() -> None:
 
 
 _define_config_flags()
+flags.DEFINE_alias("arch", "pretrain_arch")
 
 
 def config_from_flags() -> Config:
@@ -79,8 +82,12 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    if argv[1:] == ["pretrain"]:
+        _pretrain()
+        return
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)", 2)
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value; the only command "
+              "is pretrain)", 2)
     if not FLAGS.input:
         _fail("--input is required: the image to super-resolve", 2)
     folder = os.path.isdir(FLAGS.input)
@@ -107,6 +114,21 @@ def main(argv: list[str]) -> None:
         _fail(f"{len(failed)} of {len(results)} images failed ({', '.join(failed)}); see results.csv")
 
 
+def _pretrain() -> None:
+    """`zssr pretrain --input=DIR --output=NET.keras [--arch=vdsr|zssr]`."""
+    if not FLAGS.input or not FLAGS.output:
+        _fail("zssr pretrain needs --input=DIR (HR training images) and --output=NET.keras", 2)
+    from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
+
+    try:
+        result = pretrain.pretrain(config_from_flags(), FLAGS.input, FLAGS.output)
+    except (ConfigError, ImageError, ValueError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+    loss = f", last L1 loss {result.final_loss:.5f}" if result.final_loss is not None else ""
+    print(f"pretrain: wrote {result.output} after {result.steps} steps{resumed}{loss}")
+
+
 def _summary(result: app.RunResult) -> str:
     if result.status != "done":
         return f"{result.name}: {result.status}"
@@ -124,6 +146,8 @@ USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) of an image or a 
   zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan|dgdml] [--flagfile=flags/NAME.cfg]
        [--ground_truth=HR] [--kernels=K.mat] [--depth_map=DEPTH.png] ... [--tensorboard] [--export_model]
        [--init_weights=CHECKPOINT_DIR|NET.keras]
+  zssr pretrain --input=DIR_OF_HR_IMAGES --output=NET.keras [--arch=vdsr|zssr] [--scale_factors=2]
+       [--pretrain_steps=N]   (then --backbone=NET.keras for vdsr, --init_weights=NET.keras for zssr)
 """
 
 
@@ -131,7 +155,7 @@ def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
     for name in ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "tensorboard",
-                 "export_model", *FLAG_NAMES):
+                 "export_model", "output", *FLAG_NAMES):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

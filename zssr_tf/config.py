@@ -6,7 +6,8 @@
   * `task` (`TaskConfig`): what is asked of every method: the scale factors (gradual stages) and the degradation
     model (kernels that made the LR image and that interpolate);
   * one group per method (`zssr`: `ZSSRConfig`, the original TF1 `configs.Config` fields and defaults;
-    `zsrgan`: `ZSRGANConfig`; `dgdml`: `DGDMLConfig`), read only by that method.
+    `zsrgan`: `ZSRGANConfig`; `dgdml`: `DGDMLConfig`), read only by that method;
+  * `pretrain` (`PretrainConfig`): the `zssr pretrain` command's network and schedule.
 
 Every field is a flag (`FLAG_FIELDS`, generated from the dataclasses so they never drift apart): the shared
 groups' and ZSSR's fields keep their bare names (the original's vocabulary, `--max_iters`), the other methods'
@@ -30,6 +31,10 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("auto", "host", "device")
 METHOD_NAMES = ("zssr", "zsrgan", "dgdml")
 VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv1", "block3_conv3", "block4_conv3", "block5_conv3")
+VGG16_CONV_LAYERS = tuple(f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+                          for c in range(1, n + 1))
+UPSAMPLERS = ("interpolate", "pixel_shuffle")
+PRETRAIN_ARCHS = ("vdsr", "zssr")
 VGG19_LAYERS = ("block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4")
 INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
 
@@ -169,6 +174,29 @@ class ZSSRConfig:
         "from the interpolated input.")
     learn_residual: bool = _field(
         True, "Whether the network learns the residual between the interpolated LR son and the HR father.")
+    upsampler: str = _field(
+        "interpolate", "Where the image is upscaled: interpolate (the paper's: the network refines the LR son "
+        "interpolated to the father's size) or pixel_shuffle (the course report's 8.1: the network takes the LR son "
+        "itself, all its convolutions run at the LR size and the last one gives scale^2 x channels that "
+        "depth_to_space rearranges; the global residual stays on the interpolated son). pixel_shuffle needs an "
+        "integer scale factor, the same vertically and horizontally, at every stage; a stage with another factor "
+        "gets a new last layer and keeps the others.", UPSAMPLERS)
+    backbone: str = _field(
+        "", "A pretrained network (.keras, e.g. from zssr pretrain) run frozen in front of the ZSSR network, which "
+        "then refines its output (the course report's 8.2); only the ZSSR network trains on the image. Empty: none.")
+    # The hybrid loss (the course report's 8.3).
+    perceptual_weight: float = _field(
+        0.0, "Weight of the content loss added to the L1 loss (the course report's hybrid loss): the L1 distance "
+        "between frozen VGG16 features (--perceptual_layers, averaged over them) of the network's output for the "
+        "whole input's son and of the whole input. 0: L1 only, as the paper. Needs --vgg_weights.")
+    perceptual_layers: str = _field(
+        "block1_conv2,block2_conv2,block3_conv3,block4_conv3",
+        "Comma-separated VGG16 layers of the content loss (Keras names; block2_conv2 is relu2_2). The default is "
+        "the four ReLU outputs of the perceptual loss the report cites (Johnson et al.); the report does not list "
+        "its own.")
+    perceptual_every: int = _field(
+        1, "The content loss is added every this many iterations (the report: every iteration). Each one runs the "
+        "network and VGG16 on the whole input, several train steps' worth of compute on a CPU.")
     # Degradation of the sons.
     noise_std: float = _field(
         0.0, "Standard deviation of the Gaussian noise added to LR sons, in [0, 1] image units (for real, noisy "
@@ -210,6 +238,7 @@ class ZSSRConfig:
         "anisotropic scale factors).")
 
     def __post_init__(self) -> None:
+        _check_choice(self)
         _check(all(n >= 0 for n in self.back_projection_iters), "back_projection_iters: must be >= 0")
         _check_positive(self, ("width", "depth", "crop_size", "max_iters", "run_test_every",
                                "learning_rate_policy_check_every", "learning_rate_slope_range"))
@@ -223,9 +252,24 @@ class ZSSRConfig:
                "augment_*_probability: each in [0, 1] and together at most 1")
         _check(0 < self.augment_min_scale <= 1, f"augment_min_scale: must be in (0, 1], got {self.augment_min_scale}")
         _check(self.augment_scale_diff_sigma >= 0 and self.augment_shear_sigma >= 0, "augment sigmas: must be >= 0")
+        _check_positive(self, ("perceptual_every",))
+        _check_nonnegative(self, ("perceptual_weight",))
+        layers = self.perceptual_layer_names
+        _check(bool(layers) and all(name in VGG16_CONV_LAYERS for name in layers),
+               f"perceptual_layers: {self.perceptual_layers!r} is not a comma-separated list of VGG16 layers "
+               f"({', '.join(VGG16_CONV_LAYERS)})")
+        _check(not self.backbone or self.backbone.endswith(".keras"),
+               f"backbone: {self.backbone} is not a .keras file")
+        _check(not (self.backbone and self.upsampler == "pixel_shuffle"),
+               "backbone: a pretrained backbone takes the interpolated image; it cannot go with "
+               "--upsampler=pixel_shuffle")
         _check(not self.run_test or self.slope_points >= 3,
                f"learning_rate_slope_range // run_test_every = {self.slope_points}: the policy needs at least 3 "
                "quick-test points to fit a line and its error")
+
+    @property
+    def perceptual_layer_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.perceptual_layers.split(",") if name.strip())
 
     @property
     def slope_points(self) -> int:
@@ -399,12 +443,41 @@ class DGDMLConfig:
 
 
 # Group name -> (dataclass, flag prefix). Methods' groups are named after the method.
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """`zssr pretrain`: a network trained on bicubic LR/HR pairs of external images, before any test image (the
+    course report's 8.2 backbone, or a ZSSR network to fine-tune with --init_weights)."""
+
+    arch: str = _field(
+        "vdsr", "Pretrain: the network: vdsr (20 3x3 convolutions of 64 channels with biases, residual: a frozen "
+        "--backbone) or zssr (the ZSSR network of --width, --depth, --upsampler: a start for --init_weights).",
+        PRETRAIN_ARCHS)
+    vdsr_depth: int = _field(20, "Pretrain: number of convolution layers of the VDSR network.")
+    vdsr_width: int = _field(64, "Pretrain: channels of the VDSR network's hidden layers.")
+    steps: int = _field(10000, "Pretrain: training steps (batches).")
+    batch_size: int = _field(16, "Pretrain: crops per step.")
+    crop_size: int = _field(64, "Pretrain: side of the HR crops (each image must be at least this large).")
+    learning_rate: float = _field(1e-4, "Pretrain: Adam learning rate, divided by 10 for the last fifth of the steps.")
+    checkpoint_every: int = _field(
+        500, "Pretrain: steps between checkpoints; an interrupted run started again with the same flags goes on "
+        "from the last one.")
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "pretrain_")
+        _check_positive(self, ("vdsr_width", "steps", "batch_size", "checkpoint_every"), "pretrain_")
+        _check(self.vdsr_depth >= 2, f"pretrain_vdsr_depth: must be >= 2, got {self.vdsr_depth}")
+        _check(self.crop_size >= 8, f"pretrain_crop_size: must be >= 8, got {self.crop_size}")
+        _check_nonnegative(self, ("learning_rate",), "pretrain_")
+        _check(self.learning_rate > 0, "pretrain_learning_rate: must be > 0")
+
+
 GROUPS: dict[str, tuple[type, str]] = {
     "run": (RunConfig, ""),
     "task": (TaskConfig, ""),
     "zssr": (ZSSRConfig, ""),
     "zsrgan": (ZSRGANConfig, "zsrgan_"),
     "dgdml": (DGDMLConfig, "dgdml_"),
+    "pretrain": (PretrainConfig, "pretrain_"),
 }
 
 
@@ -420,6 +493,7 @@ class Config:
     zssr: ZSSRConfig = dataclasses.field(default_factory=ZSSRConfig)
     zsrgan: ZSRGANConfig = dataclasses.field(default_factory=ZSRGANConfig)
     dgdml: DGDMLConfig = dataclasses.field(default_factory=DGDMLConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
 
     def __post_init__(self) -> None:
         _check_choice(self)
@@ -429,6 +503,12 @@ class Config:
         _check(self.method != "zssr" or len(self.zssr.back_projection_iters) == self.task.num_stages,
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
+        if self.method == "zssr" and self.zssr.upsampler == "pixel_shuffle":
+            for sf in self.task.scale_factors:
+                _check(sf[0] == sf[1] and float(sf[0]).is_integer(),
+                       f"upsampler=pixel_shuffle: the scale factor {format_value((sf,))} is not an integer (the "
+                       "same vertically and horizontally); use integer stages such as 2 or 2,4, or "
+                       "--upsampler=interpolate")
 
     def replace(self, **flat: Any) -> Config:
         """A copy with fields changed by their flag names (`conf.replace(max_iters=10, seed=1)`)."""
@@ -436,7 +516,8 @@ class Config:
 
     # Text forms.
     def to_dict(self) -> dict[str, Any]:
-        """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}, "dgdml": {...}}."""
+        """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}, "dgdml": {...},
+        "pretrain": {...}}."""
         return {"method": self.method, **{group: {f.name: _to_jsonable(getattr(getattr(self, group), f.name))
                                                   for f in dataclasses.fields(getattr(self, group))}
                                           for group in GROUPS}}

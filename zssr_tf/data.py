@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from zssr_tf.augment import draw_transform, random_augment
 from zssr_tf.config import Config
-from zssr_tf.imresize import imresize, imresize_tf
+from zssr_tf.imresize import fix_scale_and_shape, imresize, imresize_tf
 from zssr_tf.warp import warp_image
 
 Kernel = str | np.ndarray
@@ -142,13 +142,22 @@ def make_example(
     conf: Config,
     crop_size: int,
     rng: np.random.Generator,
+    interpolated: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training example: (interpolated lr_son, hr_father), each crop x crop x C float32."""
+    """One training example: (interpolated lr_son, hr_father), each crop x crop x C float32; with
+    `interpolated=False` the son itself (`son_shape`)."""
     n = len(hr_fathers_sources)
     hr_father = random_augment(
         hr_fathers_sources, base_scales[:n], rng, **_augment_options(conf, base_scales, n, crop_size))
     lr_son = father_to_son(hr_father, scale_factor, kernel, conf.zssr.noise_std, rng)
+    if not interpolated:
+        return lr_son, hr_father
     return interpolate(lr_son, scale_factor, hr_father.shape, conf.task.upscale_method), hr_father
+
+
+def son_shape(crop_size: int, scale_factor: Sequence[float]) -> tuple[int, int]:
+    """The size of a crop x crop father's son (as `father_to_son` makes it)."""
+    return tuple(int(n) for n in fix_scale_and_shape((crop_size, crop_size), _son_scale(scale_factor))[1])
 
 
 def build_example_dataset(
@@ -160,6 +169,7 @@ def build_example_dataset(
     crop_size: int,
     seed: Sequence[int],
     num_examples: int,
+    interpolated: bool = True,
 ) -> tf.data.Dataset:
     """The host pipeline: a prefetching dataset of `num_examples` (interpolated lr_son, hr_father) batches of one crop.
 
@@ -177,21 +187,25 @@ def build_example_dataset(
       crop_size: side of the fathers.
       seed: ints that, with the example index, seed each example's generator.
       num_examples: length of the dataset.
+      interpolated: whether lr_son is interpolated back to the father's size (the paper's network input) or is
+        the son itself (a pixel-shuffle network's).
 
     Returns:
-      A dataset of (lr_son, hr_father) pairs, each [1, crop_size, crop_size, C] float32; lr_son is the son
-      interpolated back to the father's size.
+      A dataset of (lr_son, hr_father) pairs, hr_father [1, crop_size, crop_size, C] float32, lr_son the same
+      or, not interpolated, [1, *son_shape(crop_size, scale_factor), C].
     """
     channels = hr_fathers_sources[0].shape[2]
+    shape = (1, crop_size, crop_size, channels)
+    lr_shape = shape if interpolated else (1, *son_shape(crop_size, scale_factor), channels)
 
     def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng = _example_rng(seed, index)
-        return make_example(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size, rng)
+        return make_example(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size, rng,
+                            interpolated)
 
     def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
-        shape = (1, crop_size, crop_size, channels)
-        return tf.reshape(lr_son, shape), tf.reshape(hr_father, shape)
+        return tf.reshape(lr_son, lr_shape), tf.reshape(hr_father, shape)
 
     return tf.data.Dataset.range(num_examples).map(example_op).prefetch(2)
 
@@ -234,6 +248,7 @@ def build_device_example_dataset(
     crop_size: int,
     seed: Sequence[int],
     num_examples: int,
+    interpolated: bool = True,
 ) -> tf.data.Dataset:
     """The device pipeline: `build_example_dataset`'s examples, with the pixel work as TF ops (on the GPU if any).
 
@@ -255,6 +270,7 @@ def build_device_example_dataset(
     channels = hr_fathers_sources[0].shape[2]
     sources = [np.ascontiguousarray(source, dtype=np.float32) for source in hr_fathers_sources]
     shape = (1, crop_size, crop_size, channels)
+    lr_shape = shape if interpolated else (1, *son_shape(crop_size, scale_factor), channels)
     pixel_device = "/GPU:0" if tf.config.list_logical_devices("GPU") else None
 
     def draw(index: np.ndarray) -> tuple[np.int32, np.ndarray, np.ndarray]:
@@ -276,8 +292,9 @@ def build_device_example_dataset(
             warped = branches[0]() if len(branches) == 1 else tf.switch_case(source_index, branches)
             hr_father = tf.clip_by_value(tf.ensure_shape(warped, shape[1:]), 0.0, 1.0)
             lr_son = father_to_son_tf(hr_father, scale_factor, kernel, conf.zssr.noise_std, noise_seed)
-            interpolated = interpolate_tf(lr_son, scale_factor, shape[1:3], conf.task.upscale_method)
-            return tf.reshape(interpolated, shape), tf.reshape(hr_father, shape)
+            if interpolated:
+                lr_son = interpolate_tf(lr_son, scale_factor, shape[1:3], conf.task.upscale_method)
+            return tf.reshape(lr_son, lr_shape), tf.reshape(hr_father, shape)
 
     return tf.data.Dataset.range(num_examples).map(draw_op).map(example_op).prefetch(2)
 

@@ -18,7 +18,10 @@ from absl import logging
 
 from zssr_tf import data
 from zssr_tf.engine import Trainer, l1_step, next_multiple
-from zssr_tf.models import build_zssr_generator
+from zssr_tf.losses import l1_loss, vgg_preprocess
+from zssr_tf.models import build_vgg_features, build_zssr_generator
+from zssr_tf.models.generators import receptive_field_radius
+from zssr_tf.models.weights import load_backbone
 
 # A network whose residual is still below a quarter of a gray level everywhere after `min_iters` iterations has
 # learned nothing. That happens when its ReLUs die early (no biases, small initial weights): the gradients vanish,
@@ -54,28 +57,70 @@ class ZSSR(Trainer):
 
     def __init__(self, *args, **kwargs):
         self._residual_max = np.inf  # largest residual at the last quick test (see STUCK_RESIDUAL)
+        self._backbone: keras.Model | None = None
+        self._vgg: keras.Model | None = None  # the hybrid loss's frozen VGG16 features
+        self._content_son: tf.Variable | None = None  # the whole input's son, as the network takes it
+        self._content_targets: list[tf.Variable] = []  # VGG16 features of the whole input
         super().__init__(*args, **kwargs)
-        # Fathers are crops of one fixed size (one trace of the step); smaller inputs shrink the crop.
-        self.crop_size = min(self.conf.zssr.crop_size, *self.input.shape[:2])
+
+    @property
+    def pixel_shuffle(self) -> bool:
+        return self.conf.zssr.upsampler == "pixel_shuffle"
+
+    @property
+    def crop_size(self) -> int:
+        """The fathers' side: one fixed size (one trace of the step), shrunk for small inputs; for a pixel-shuffle
+        network a multiple of the scale factor, so the son is exactly 1 / scale of it."""
+        crop = min(self.conf.zssr.crop_size, *self.input.shape[:2])
+        return crop // int(self.sf[0]) * int(self.sf[0]) if self.pixel_shuffle else crop
 
     # Network and step.
-    def build_network(self, stage: int, restart: int = 0) -> None:
+    def build_network(self, stage: int, restart: int = 0, keep_from: keras.Model | None = None) -> None:
         """New weights (random, or `init_weights`) and a new Adam (the original's `init_sess`). A restart of a
-        stuck network gets random weights from its own seed."""
+        stuck network gets random weights from its own seed; `keep_from` (a pixel-shuffle network of another
+        scale) hands its hidden layers' weights to the new network."""
         c = self.conf.zssr
         seed = self.conf.run.seed * 1000 + stage * 100
         if restart:
             seed = int(np.random.default_rng([self.conf.run.seed, stage, restart]).integers(2**31))
         model = build_zssr_generator(
             channels=self.channels, depth=c.depth, width=c.width, init_variance=c.init_variance,
-            learn_residual=c.learn_residual, seed=seed, dtype_policy=self.precision)
+            learn_residual=c.learn_residual, seed=seed, dtype_policy=self.precision, upsampler=c.upsampler,
+            scale=int(self.conf.task.scale_factors[stage][0]), upscale_method=self.conf.task.upscale_method)
+        if c.backbone:
+            model = self._behind_backbone(model)
+        if keep_from is not None:
+            for i in range(c.depth - 1):
+                model.get_layer(f"filter_{i}").set_weights(keep_from.get_layer(f"filter_{i}").get_weights())
         # TF1's Adam epsilon (Keras's default is 1e-7). The learning rate lives in the optimizer's variable, so
         # changing it keeps Adam's moments, also across gradual stages.
         adam = keras.optimizers.Adam(learning_rate=c.learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
         self.set_networks({"generator": model}, {"generator": adam})
-        if not restart:
+        if not restart and keep_from is None:
             self.load_init_weights()
         self._learning_rate = c.learning_rate
+        if c.perceptual_weight > 0 and self._vgg is None:
+            if self.conf.run.vgg_weights == "none":
+                logging.warning("%s: no content loss (vgg_weights=none): L1 only", self.conf.run.name)
+            else:
+                self._vgg = build_vgg_features(self.conf.run.vgg_weights, c.perceptual_layer_names)
+        if self._vgg is not None:
+            self._content_son = None  # a new step is traced: it reads a new variable of this stage's shape
+            self._set_content_images()
+
+    def _behind_backbone(self, model: keras.Model) -> keras.Model:
+        """The ZSSR network refining the output of the frozen pretrained backbone (the course report's figure 9);
+        only the ZSSR network's weights train."""
+        if self._backbone is None:
+            self._backbone = load_backbone(self.conf.zssr.backbone, self.channels)
+            logging.info("%s: ZSSR network behind the frozen backbone %s", self.conf.run.name,
+                         self.conf.zssr.backbone)
+        interpolated = keras.Input(shape=(None, None, self.channels), name="interpolated_lr")
+        combined = keras.Model(interpolated, model(self._backbone(interpolated, training=False)),
+                               name="zssr_on_backbone")
+        combined.scale = 1
+        combined.receptive_field_radius = receptive_field_radius(self._backbone) + model.receptive_field_radius
+        return combined
 
     def build_networks(self, stage: int, restart: int = 0) -> None:
         self.build_network(stage, restart)
@@ -89,16 +134,58 @@ class ZSSR(Trainer):
         return self.optimizers["generator"].optimizer
 
     def train_step(self, lr_son: tf.Tensor, hr_father: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One Adam step on the L1 loss of one (interpolated son, father) pair."""
-        return l1_step(self.networks["generator"], self.optimizers["generator"], lr_son, hr_father)
+        """One Adam step on the L1 loss of one (son, father) pair, plus the content loss with
+        `perceptual_weight`."""
+        network, optimizer = self.networks["generator"], self.optimizers["generator"]
+        if self._vgg is None:
+            return l1_step(network, optimizer, lr_son, hr_father)
+        c = self.conf.zssr
+        with tf.GradientTape() as tape:
+            l1 = l1_loss(network(lr_son, training=True), hr_father)
+            # Keras's step counter: the content loss on the iterations that are multiples of perceptual_every.
+            content = tf.cond(tf.equal(optimizer.optimizer.iterations % c.perceptual_every, 0),
+                              self._content_loss, lambda: tf.constant(0.0))
+            loss = l1 + c.perceptual_weight * content
+            scaled_loss = optimizer.scale_loss(loss)
+        optimizer.minimize(tape, scaled_loss, network.trainable_variables)
+        return {"loss": loss, "l1_loss": l1, "content_loss": content}
+
+    def _content_loss(self) -> tf.Tensor:
+        """The course report's content loss: the mean over layers of the L1 distance between VGG16 features of
+        the network's output for the whole input's son and of the whole input (its figure 11)."""
+        h, w = self.input.shape[:2]
+        output = self.networks["generator"](self._content_son, training=True)[:, :h, :w]
+        features = self._vgg(vgg_preprocess(self._as_rgb(tf.cast(output, tf.float32))), training=False)
+        return tf.add_n([l1_loss(f, t) for f, t in zip(features, self._content_targets)]) / len(features)
+
+    def _as_rgb(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.tile(images, [1, 1, 1, 3]) if self.channels == 1 else images
+
+    def _set_content_images(self) -> None:
+        """The stage's whole-input son as the network takes it (interpolated, or not for pixel shuffle), and,
+        once, the input's VGG16 features: variables the traced step reads, so a stage needs no new trace (a
+        stage whose son has another shape, a pixel-shuffle network of another scale, has a new network and
+        step)."""
+        son = data.father_to_son(self.input, self.sf, self.kernel)[None]
+        if not self.pixel_shuffle:
+            son = data.interpolate(son[0], self.sf, self.input.shape, self.conf.task.upscale_method)[None]
+        if self._content_son is None:
+            self._content_son = tf.Variable(son, trainable=False)
+        else:
+            self._content_son.assign(son)
+        if not self._content_targets:
+            targets = self._vgg(vgg_preprocess(self._as_rgb(tf.constant(self.input[None]))), training=False)
+            self._content_targets = [tf.Variable(t, trainable=False) for t in targets]
 
     def example_dataset(self, num_examples: int) -> tf.data.Dataset:
-        """The current stage's (interpolated lr_son, hr_father) examples, from the pipeline the config picks."""
+        """The current stage's (lr_son, hr_father) examples, from the pipeline the config picks; the son is
+        interpolated to the father's size unless the network upsamples (pixel shuffle)."""
         c = self.conf
         build_dataset = data.PIPELINE_BUILDERS[data.resolve_pipeline(c.run.pipeline)]
         return build_dataset(
             self.hr_fathers_sources, ((1.0, 1.0),) + c.task.scale_factors, tuple(self.sf), self.kernel, c,
-            self.crop_size, seed=(c.run.seed, 0, self.stage), num_examples=num_examples)
+            self.crop_size, seed=(c.run.seed, 0, self.stage), num_examples=num_examples,
+            interpolated=not self.pixel_shuffle)
 
     # Schedule.
     @property
@@ -118,6 +205,10 @@ class ZSSR(Trainer):
     def start_stage(self, stage: int) -> None:
         if stage > 0 and self.conf.zssr.init_net_for_each_sf:
             self.build_network(stage)
+        elif stage > 0 and self.model.scale != int(self.sf[0]) and self.pixel_shuffle:
+            self.build_network(stage, keep_from=self.model)  # a new last layer for the new scale
+        if self._vgg is not None:
+            self._set_content_images()  # the stage's son
         self.set_learning_rate(self.conf.zssr.learning_rate)
         self.learning_rate_change_iter_nums = [0]
         self._residual_max = np.inf  # none measured yet in this stage

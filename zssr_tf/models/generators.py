@@ -7,7 +7,10 @@ import math
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from zssr_tf.config import UPSAMPLERS
 
 
 def build_zssr_generator(
@@ -19,10 +22,17 @@ def build_zssr_generator(
     seed: int | None = None,
     dtype_policy: str = "float32",
     name: str = "zssr_generator",
+    upsampler: str = "interpolate",
+    scale: int = 1,
+    upscale_method: str = "cubic",
 ) -> keras.Model:
     """The ZSSR network: `depth` 3x3 convolutions, no biases, ReLU on all but the last, global residual.
 
-    Fully convolutional, so it trains on fixed crops and runs on whole images.
+    Fully convolutional, so it trains on fixed crops and runs on whole images. With `upsampler="interpolate"`
+    (the paper's) it takes the LR image already interpolated to the output's size. With `"pixel_shuffle"` (the
+    course report's 8.1) it takes the LR image itself: every convolution runs at the LR size, the last one gives
+    scale^2 x channels, `tf.nn.depth_to_space` rearranges them into the output, and the residual is still added
+    to the interpolated LR image (`Interpolate`, the same MATLAB kernel the paper's input is made with).
 
     Args:
       channels: image channels in and out (1 for grayscale, 3 for RGB).
@@ -35,19 +45,29 @@ def build_zssr_generator(
       dtype_policy: Keras dtype policy of the convolutions ("float32", "mixed_bfloat16", "mixed_float16"):
         mixed policies compute in 16 bits with float32 variables; input and output stay float32.
       name: model name.
+      upsampler: "interpolate" or "pixel_shuffle".
+      scale: the integer scale factor of a pixel-shuffle network (ignored by "interpolate").
+      upscale_method: the kernel of a pixel-shuffle network's residual (`imresize.KERNEL_NAMES`).
 
     Returns:
-      A `keras.Model` mapping [N, H, W, channels] interpolated images in [0, 1] to [N, H, W, channels]
-      (unclipped), with attributes `scale` (1) and `receptive_field_radius` (depth) for tiled prediction.
+      A `keras.Model` mapping [N, H, W, channels] images in [0, 1] (interpolated ones for "interpolate") to
+      [N, scale * H, scale * W, channels] (unclipped), with attributes `scale` (1 for "interpolate") and
+      `receptive_field_radius` (in input pixels) for tiled prediction.
     """
     if depth < 1 or width < 1 or channels < 1:
         raise ValueError(f"depth, width and channels must be >= 1, got {depth}, {width}, {channels}")
-    interpolated = keras.Input(shape=(None, None, channels), name="interpolated_lr")
+    if upsampler not in UPSAMPLERS:
+        raise ValueError(f"upsampler: {upsampler!r} is not one of {', '.join(UPSAMPLERS)}")
+    shuffle = upsampler == "pixel_shuffle"
+    if shuffle and (scale != int(scale) or scale < 2):
+        raise ValueError(f"a pixel-shuffle ZSSR network needs an integer scale factor >= 2, got {scale}")
+    scale = int(scale) if shuffle else 1
+    interpolated = keras.Input(shape=(None, None, channels), name="lr" if shuffle else "interpolated_lr")
     x = interpolated
     c_in = channels
     for i in range(depth):
         last = i == depth - 1
-        filters = channels if last else width
+        filters = (channels * scale**2 if shuffle else channels) if last else width
         std = math.sqrt(init_variance / (3 * 3 * c_in))
         x = keras.layers.Conv2D(
             filters, 3, padding="same", use_bias=False, activation=None if last else "relu",
@@ -56,17 +76,66 @@ def build_zssr_generator(
             dtype=dtype_policy, name=f"filter_{i}",  # the original's variable names
         )(x)
         c_in = filters
+    base = interpolated
+    radius = depth  # an output pixel sees one input pixel more on each side per 3x3 convolution
+    if shuffle:
+        x = PixelShuffle(scale, dtype=dtype_policy, name="pixel_shuffle")(x)
+        interpolate = Interpolate(scale, upscale_method, dtype="float32", name="interpolate")
+        base, radius = interpolate(interpolated), depth + interpolate.radius
     if learn_residual:
         # Under a mixed-precision policy the convs compute in 16 bits; the residual is added in float32 so the
         # interpolated image keeps its full precision.
-        x = keras.layers.Add(name="residual", dtype="float32")([x, interpolated])
+        x = keras.layers.Add(name="residual", dtype="float32")([x, base])
     else:
         x = keras.layers.Activation("linear", dtype="float32", name="output")(x)
     model = keras.Model(interpolated, x, name=name)
-    # What tiled prediction needs to know: the input is already interpolated (scale 1), and an output pixel sees
-    # `depth` pixels on each side (one per 3x3 convolution).
+    model.scale, model.receptive_field_radius = scale, radius  # what tiled prediction needs to know
+    return model
+
+
+def build_vdsr(
+    channels: int = 3,
+    depth: int = 20,
+    width: int = 64,
+    seed: int | None = None,
+    dtype_policy: str = "float32",
+    name: str = "vdsr",
+) -> keras.Model:
+    """VDSR (Kim, Lee, Lee, CVPR 2016): `depth` 3x3 convolutions with biases and ReLU on all but the last, and
+    a global residual on the interpolated input: the course report's pretrained backbone (its 8.2).
+
+    Args: as `build_zssr_generator` (He-normal weights, as VDSR's; zero biases).
+
+    Returns:
+      A `keras.Model` mapping [N, H, W, channels] interpolated images to [N, H, W, channels], with `scale` 1 and
+      `receptive_field_radius` depth.
+    """
+    if depth < 2 or width < 1 or channels < 1:
+        raise ValueError(f"depth must be >= 2, width and channels >= 1, got {depth}, {width}, {channels}")
+    interpolated = keras.Input(shape=(None, None, channels), name="interpolated_lr")
+    x = interpolated
+    for i in range(depth):
+        last = i == depth - 1
+        x = keras.layers.Conv2D(
+            channels if last else width, 3, padding="same", activation=None if last else "relu",
+            kernel_initializer=keras.initializers.HeNormal(seed=None if seed is None else seed + i),
+            dtype=dtype_policy, name=f"conv_{i}")(x)
+    x = keras.layers.Add(name="residual", dtype="float32")([x, interpolated])
+    model = keras.Model(interpolated, x, name=name)
     model.scale, model.receptive_field_radius = 1, depth
     return model
+
+
+def receptive_field_radius(model: keras.Model) -> int:
+    """The receptive-field radius of a network of stride-1 convolutions (e.g. one loaded from a `.keras` file,
+    which keeps no attributes): the sum of its convolutions' half-widths, a bound for any topology."""
+    radius = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            radius += receptive_field_radius(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            radius += (layer.kernel_size[0] // 2) * layer.dilation_rate[0]
+    return radius
 
 
 class _Upscaling(keras.layers.Layer):
@@ -108,6 +177,54 @@ class PixelShuffle(_Upscaling):
 
     def output_channels(self, channels: int | None) -> int | None:
         return None if channels is None else channels // self.scale**2
+
+
+@keras.saving.register_keras_serializable(package="zssr_tf")
+class Interpolate(_Upscaling):
+    """MATLAB `imresize` upscaling by an integer factor as a layer, for images of any size.
+
+    For an integer scale every output pixel of phase (i, j) in its scale x scale block takes the same taps of the
+    input, so the resize is one convolution with scale^2 output channels over the mirror-padded input (MATLAB's
+    border) followed by `depth_to_space`: equal to `imresize(x, scale, kernel=kernel)` (tested), also on inputs
+    whose size is only known when the network runs (tiles, the whole image).
+    """
+
+    def __init__(self, scale: int, kernel: str = "cubic", **kwargs):
+        super().__init__(scale, **kwargs)
+        self.kernel = kernel
+        phases = _upscale_phases(self.scale, kernel)  # [scale, taps]
+        self.radius = phases.shape[1] // 2
+        # Phase (i, j) of a block is depth_to_space's channel i * scale + j.
+        self._filters = np.einsum("it,ju->tuij", phases, phases).reshape(
+            phases.shape[1], phases.shape[1], 1, self.scale**2).astype(np.float32)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        n, h, w, c = tf.unstack(tf.shape(x))
+        planes = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [n * c, h, w, 1])
+        r = self.radius
+        planes = tf.pad(planes, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
+        y = tf.nn.depth_to_space(tf.nn.conv2d(planes, self._filters, 1, "VALID"), self.scale)
+        y = tf.transpose(tf.reshape(y, [n, c, h * self.scale, w * self.scale]), [0, 2, 3, 1])
+        return tf.cast(y, self.compute_dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "kernel": self.kernel}
+
+
+def _upscale_phases(scale: int, kernel: str) -> np.ndarray:
+    """The 1-D taps of MATLAB's upscaling by an integer `scale`: [scale, 2R + 1], row p for output phase p,
+    centred on the input pixel the output block belongs to."""
+    from zssr_tf.imresize import resize_weights
+
+    length, radius = 32, 4  # long enough that the middle row sees no border; R covers every kernel's support
+    weights = resize_weights(length, scale * length, scale, kernel)
+    middle = length // 2
+    phases = weights[scale * middle:scale * middle + scale, middle - radius:middle + radius + 1]
+    np.testing.assert_allclose(phases.sum(axis=1), 1.0, atol=1e-9)  # no tap outside the window
+    used = np.flatnonzero(np.any(phases != 0, axis=0))
+    r = int(max(radius - used.min(), used.max() - radius))
+    return phases[:, radius - r:radius + r + 1]
 
 
 def _he_conv(filters: int, kernel_size: int, seed: int | None, index: int, dtype_policy: str, name: str,
@@ -219,4 +336,4 @@ def build_dsn(
 
 
 GENERATORS: dict[str, Callable[..., keras.Model]] = {"zssr": build_zssr_generator, "srn": build_srn,
-                                                     "dsn": build_dsn}
+                                                     "dsn": build_dsn, "vdsr": build_vdsr}

@@ -8,6 +8,7 @@ one-line error that says where to put it. Tests build the network with `weights=
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import keras
 
@@ -40,14 +41,15 @@ def resolve_vgg_weights(weights: str, arch: str = "vgg16") -> str | None:
     return path
 
 
-def build_vgg_features(weights: str = "imagenet", layer: str = "block3_conv1", arch: str = "vgg16",
+def build_vgg_features(weights: str = "imagenet", layer: str | Sequence[str] = "block3_conv1", arch: str = "vgg16",
                        name: str | None = None) -> keras.Model:
     """VGG16 or VGG19 (Simonyan & Zisserman) from its input to `layer`'s ReLU output, frozen.
 
     Args:
       weights: `imagenet` (Keras's cached file), the path of a "notop" .h5 file of `arch`, or `random` (tests
         only: never report a number made with it).
-      layer: a Keras VGG layer name (`block3_conv1` is relu3_1: Keras's convolutions include their ReLU).
+      layer: a Keras VGG layer name (`block3_conv1` is relu3_1: Keras's convolutions include their ReLU), or a
+        sequence of them (the model then returns a list of their features, in that order).
       arch: `vgg16` (ZSRGAN's) or `vgg19` (the DGDML-SR authors').
       name: model name (default `<arch>_features`).
 
@@ -64,6 +66,7 @@ def build_vgg_features(weights: str = "imagenet", layer: str = "block3_conv1", a
     vgg = _ARCHITECTURES[arch](include_top=False, weights=None, input_shape=(None, None, 3))
     if path is not None:
         vgg.load_weights(path)
-    features = keras.Model(vgg.input, vgg.get_layer(layer).output, name=name or f"{arch}_features")
+    outputs = vgg.get_layer(layer).output if isinstance(layer, str) else [vgg.get_layer(n).output for n in layer]
+    features = keras.Model(vgg.input, outputs, name=name or f"{arch}_features")
     features.trainable = False
     return features

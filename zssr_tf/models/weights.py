@@ -187,3 +187,27 @@ def restore_networks(networks: Mapping[str, keras.Model], path: str) -> list[str
                              f"needs {_architecture(expected)}")
     tf.train.Checkpoint(**{name: networks[name] for name in common}).read(prefix).expect_partial()
     return common
+
+
+def load_backbone(path: str, channels: int) -> keras.Model:
+    """A pretrained network from a `.keras` file (e.g. `zssr pretrain`'s), frozen, for `ZSSRConfig.backbone`.
+
+    Raises:
+      ValueError: the file is missing or unreadable, or the network does not map `channels`-channel images to
+        images of the same size and channels (one line).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"backbone: no such file {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad archive; any of them is one line here
+        raise ValueError(f"backbone: {path} is not a Keras model file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if len(shape_in) != 4 or shape_in[-1] != channels or shape_out[-1] != channels:
+        raise ValueError(f"backbone: {path} maps {shape_in[-1]}-channel images to {shape_out[-1]}-channel ones; "
+                         f"this image has {channels} channel(s)")
+    model.trainable = False
+    return model
