@@ -24,7 +24,7 @@ pretrained networks are kept in `<out>/pretrained/` (and resume from their check
 border shave of the scale, as paper_tables.py.
 
   python benchmarks/variants_table.py --data_dir=../shared/data --parts=cost,upsampler,transfer,backbone \
-      --images=foreman,comic --set5_images=bird --pretrain_flags="--pretrain_steps=2000 --pretrain_batch_size=4"
+      --images=foreman,comic --set5_images=bird --zssr_pretrain_flags="--pretrain_steps=1500 --pretrain_batch_size=4"
   python benchmarks/variants_table.py --data_dir=../shared/data --parts=upsampler,transfer --tabulate_only
 """
 
@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -180,6 +181,19 @@ def step_seconds(lr: np.ndarray, conf, steps: int = 30, warmup: int = 10) -> flo
     return (time.perf_counter() - start) / steps
 
 
+def cpu_kind() -> str:
+    """The CPU model, its threads and whether it has AVX-512 / AMX (the speed ratios depend on them)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return f"{os.cpu_count()} CPU threads"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extensions = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AMX", "amx_tile"))
+                  if flag in flags]
+    return f"{model}, {os.cpu_count()} threads, {' + '.join(extensions) or 'no AVX2'}"
+
+
 def part_cost(args, out: str) -> str:
     import zssr_tf.methods.zssr as zssr_method
     from zssr_tf.models import build_vdsr, build_vgg_features
@@ -190,18 +204,15 @@ def part_cost(args, out: str) -> str:
     conf = base_config(2, {}, args.seed)
     # Timing only: random VGG16 weights compute what ImageNet's do.
     zssr_method.build_vgg_features = lambda weights, layers: build_vgg_features("random", layers)
-    backbone = os.path.join(out, "pretrained", "vdsr_random_timing.keras")
-    os.makedirs(os.path.dirname(backbone), exist_ok=True)
+    backbone = os.path.join(tempfile.mkdtemp(), "vdsr_random_timing.keras")  # timing only: never kept
     save_model(build_vdsr(3), backbone)
     rows = [("ZSSR (interpolate)", {}), ("pixel shuffle", {"upsampler": "pixel_shuffle"}),
             ("hybrid loss, every iteration", {"perceptual_weight": 1e-3}),
             ("hybrid loss, every 10 iterations", {"perceptual_weight": 1e-3, "perceptual_every": 10}),
             ("behind a VDSR backbone (20 layers)", {"backbone": backbone})]
-    import platform
-
     lines = [f"## Seconds per training iteration, x2, Set14 {name} (LR {lr.shape[1]}x{lr.shape[0]}, crop 128)", "",
-             f"float32, {os.cpu_count()} CPU threads ({platform.processor() or platform.machine()}); 30 timed steps "
-             "after 10 untimed, one run each (quick tests, final test not included).", "",
+             f"float32, {cpu_kind()}; 30 timed steps after 10 untimed, one run each (quick tests and final test "
+             "not included).", "",
              "| variant | s / iteration | vs ZSSR |", "|---|---|---|"]
     first = None
     for label, flags in rows:
@@ -213,15 +224,20 @@ def part_cost(args, out: str) -> str:
 
 
 def part_upsampler(args, out: str, variant_flags: dict[str, dict[str, str]], part: str, scales) -> str:
+    from zssr_tf.imresize import imresize
+    from zssr_tf.metrics import psnr, ssim
+
     lines = [f"## {part}: Set14, one random Gaussian kernel per image (not given to ZSSR), one jump", "",
-             REPORT[part], "", "| scale | image | kernel | " + " | ".join(
+             REPORT[part], "", "| scale | image | kernel | bicubic PSNR / SSIM | " + " | ".join(
                  f"{v} PSNR / SSIM | its | s" for v in variant_flags) + " |",
-             "|---|---|---|" + "---|---|---|" * len(variant_flags)]
+             "|---|---|---|---|" + "---|---|---|" * len(variant_flags)]
     means = {}
     for scale in scales:
         for name in args.images:
             lr, hr, kernel_size = set14_lr_hr(args.data_dir, name, scale, args.seed)
-            cells = []
+            bicubic = np.clip(imresize(lr, scale), 0, 1)
+            means.setdefault((scale, "bicubic"), []).append((psnr(bicubic, hr, scale), ssim(bicubic, hr, scale)))
+            cells = ["{:.2f} / {:.4f}".format(*means[(scale, "bicubic")][-1])]
             for variant, flags in variant_flags.items():
                 key = f"{part}_x{scale}_{name}_{variant}"
                 row = cached(out, key, flags) if args.tabulate_only else job(
@@ -234,11 +250,13 @@ def part_upsampler(args, out: str, variant_flags: dict[str, dict[str, str]], par
             lines.append(f"| x{scale} | {name} | {kernel_size}x{kernel_size} | " + " | ".join(cells) + " |")
     for scale in scales:
         cells = []
-        for variant in variant_flags:
+        for variant in ("bicubic", *variant_flags):
             values = means.get((scale, variant), [])
             cells.append(f"**{np.mean([v[0] for v in values]):.2f}** / {np.mean([v[1] for v in values]):.4f} "
-                         f"({len(values)}) | | " if values else "- | | ")
-        lines.append(f"| x{scale} | mean | | " + " | ".join(c.rstrip(" |") + " |" for c in cells))
+                         f"({len(values)})" if values else "-")
+            if variant != "bicubic":
+                cells += ["", ""]
+        lines.append(f"| x{scale} | mean | | " + " | ".join(cells) + " |")
     lines += ["", "Flags of each variant on top of the preset: " + "; ".join(
         f"{v}: {' '.join(f'--{k}={x}' for k, x in f.items()) or '(none)'}" for v, f in variant_flags.items())]
     return "\n".join(lines)
@@ -272,8 +290,12 @@ def main() -> None:
     parser.add_argument("--images", default="foreman,comic", help="Set14 images of cost / upsampler / hybrid.")
     parser.add_argument("--scales", default="2,4", help="Scales of the upsampler part.")
     parser.add_argument("--set5_images", default="baby,bird,butterfly,head,woman")
-    parser.add_argument("--pretrain_flags", default="--pretrain_steps=2000 --pretrain_batch_size=4",
-                        help="zssr pretrain flags of both pretrained networks (on Set14 HR, x2).")
+    parser.add_argument("--vdsr_pretrain_flags", default="--pretrain_steps=600 --pretrain_batch_size=4",
+                        help="zssr pretrain flags of the backbone part's VDSR (on Set14 HR, x2).")
+    parser.add_argument("--zssr_pretrain_flags", default="--pretrain_steps=1500 --pretrain_batch_size=4",
+                        help="zssr pretrain flags of the transfer part's ZSSR network (on Set14 HR, x2).")
+    parser.add_argument("--transfer_flags", default="",
+                        help="Flags of a second pretrained-start row of the transfer part (e.g. --learning_rate=0.0001).")
     parser.add_argument("--perceptual_weight", default="0.001")
     parser.add_argument("--vgg_weights", default="imagenet")
     parser.add_argument("--seed", type=int, default=0)
@@ -288,7 +310,6 @@ def main() -> None:
     logging.set_verbosity(logging.WARNING)
     out = args.out
     os.makedirs(out, exist_ok=True)
-    pretrain_extra = parse_flags(args.pretrain_flags)
     for part in args.parts.split(","):
         if part not in PARTS:
             sys.exit(f"unknown part {part}; one of {', '.join(PARTS)}")
@@ -312,52 +333,57 @@ def main() -> None:
                 text = part_upsampler(args, out, {"l1": {}, "hybrid": hybrid}, part, [2])
         else:
             arch = "vdsr" if part == "backbone" else "zssr"
+            pretrain_extra = parse_flags(getattr(args, f"{arch}_pretrain_flags"))
             network = pretrained(out, args.data_dir, arch, pretrain_extra, args.seed) if not args.tabulate_only \
                 else os.path.join(out, "pretrained", f"{arch}_set14_x2.keras")
             rel = os.path.relpath(network, ROOT)
             variant = {"backbone": {"backbone": rel}, "transfer": {"init_weights": rel}}[part]
-            rows = part_set5(args, out, part, {"random_start": {}, part: variant})
-            text = tabulate_set5(part, rows, pretrain_extra)
+            variants = {"random_start": {}, part: variant}
+            if part == "transfer" and args.transfer_flags:  # e.g. a smaller learning rate for fine-tuning
+                variants["transfer_tuned"] = {**variant, **parse_flags(args.transfer_flags)}
+            rows = part_set5(args, out, part, variants)
+            text = tabulate_set5(part, rows, pretrain_extra, variants)
         with open(os.path.join(out, f"{part}.md"), "w") as f:
             f.write(text + "\n")
         print(text, flush=True)
 
 
-def tabulate_set5(part: str, rows, pretrain_extra: dict[str, str]) -> str:
+def tabulate_set5(part: str, rows, pretrain_extra: dict[str, str], variants: dict[str, dict[str, str]]) -> str:
     made = f"pretrained on Set14 HR at x2 with {' '.join(f'--{k}={v}' for k, v in pretrain_extra.items())}"
+    others = [v for v in variants if v != "random_start"]
     if part == "backbone":
         lines = [f"## backbone: Set5 x2, ZSSR against ZSSR behind a frozen VDSR {made}", "", REPORT[part], "",
-                 "| image | ZSSR PSNR / SSIM | its | s | with backbone PSNR / SSIM | its | s |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| image | row | PSNR / SSIM | its | s |", "|---|---|---|---|---|"]
     else:
         lines = [f"## transfer: Set5 x2, a random start against a ZSSR network {made}, fine-tuned", "",
                  REPORT[part], "",
-                 "| image | random start PSNR / SSIM | its | s | last quick test dB | pretrained start PSNR / SSIM "
-                 "| its | s | its to that quick-test PSNR | s to it |", "|---|---|---|---|---|---|---|---|---|---|"]
-    means = {}
+                 "| image | row | PSNR / SSIM | its | s | first quick test dB | its to the random start's last quick-test "
+                 "PSNR | s to it |", "|---|---|---|---|---|---|---|---|"]
+    means: dict[str, list] = {}
     for name, results in rows:
-        random_start, other = results["random_start"], results[part]
-        if random_start is None or other is None:
-            lines.append(f"| {name} | not run |")
-            continue
-        for k, r in (("random", random_start), ("other", other)):
-            means.setdefault(k, []).append((r["psnr"], r["ssim"]))
-        cells = [f"{r['psnr']:.2f} / {r['ssim']:.4f} | {r['iterations']} | {r['seconds']:.0f}"
-                 for r in (random_start, other)]
-        if part == "backbone":
-            lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
-        else:
-            target = random_start["test_psnr"][-1]
-            step, seconds = reached(other, target)
-            reach = f"{step} | {seconds:.0f}" if step is not None else "not reached | -"
-            lines.append(f"| {name} | {cells[0]} | {target:.2f} | {cells[1]} | {reach} |")
-    if means:
-        m = {k: (np.mean([v[0] for v in vs]), np.mean([v[1] for v in vs])) for k, vs in means.items()}
-        lines.append(f"| **mean** ({len(means['random'])}) | **{m['random'][0]:.2f}** / {m['random'][1]:.4f} | | "
-                     + ("| " if part == "transfer" else "")
-                     + f"| **{m['other'][0]:.2f}** / {m['other'][1]:.4f} | | |" + (" | |" if part == "transfer" else ""))
+        random_start = results["random_start"]
+        target = random_start["test_psnr"][-1] if random_start else None
+        for variant in variants:
+            r = results[variant]
+            if r is None:
+                lines.append(f"| {name} | {variant} | not run | | |" + (" | | |" if part == "transfer" else ""))
+                continue
+            means.setdefault(variant, []).append((r["psnr"], r["ssim"]))
+            cells = f"| {name} | {variant} | {r['psnr']:.2f} / {r['ssim']:.4f} | {r['iterations']} | {r['seconds']:.0f} |"
+            if part == "transfer":
+                step, seconds = reached(r, target) if target is not None else (None, None)
+                reach = f"{step} | {seconds:.0f}" if step is not None else "not reached | -"
+                cells += f" {r['test_psnr'][0]:.2f} | {reach} |"
+            lines.append(cells)
+    for variant, values in means.items():
+        lines.append(f"| **mean** ({len(values)}) | {variant} | **{np.mean([v[0] for v in values]):.2f}** / "
+                     f"{np.mean([v[1] for v in values]):.4f} | | |" + (" | | |" if part == "transfer" else ""))
+    if part == "transfer":
+        lines += ["", f"Target: the random start's last quick-test PSNR (RGB, whole image, before the final test's "
+                  "self-ensemble and back-projection). Rows: " + "; ".join(
+                      f"{v}: {' '.join(f'--{k}={x}' for k, x in variants[v].items()) or 'preset only'}"
+                      for v in variants)]
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()

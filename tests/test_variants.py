@@ -184,8 +184,22 @@ def test_bad_backbones_fail_in_one_line(tiny_conf, backbone_path, tmp_path):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="is not a Keras model file"):
         ZSSR(smooth_image(30, 34), tiny_conf.replace(backbone=str(tmp_path / "junk.keras")))
-    with pytest.raises(ValueError, match="maps 3-channel images to 3-channel ones; this image has 1"):
+    with pytest.raises(ValueError, match="takes 3-channel images; this image has 1 channel"):
         ZSSR(smooth_image(30, 34, channels=1), tiny_conf.replace(backbone=backbone_path))
+    upscaling = str(tmp_path / "upscaling.keras")
+    save_model(build_zssr_generator(3, 2, 4, upsampler="pixel_shuffle", scale=2), upscaling)
+    with pytest.raises(ValueError, match="maps 16x16x3 images to 32x32x3; a backbone must keep the size"):
+        ZSSR(smooth_image(30, 34), tiny_conf.replace(backbone=upscaling))
+
+
+def test_a_run_behind_a_backbone_exports_and_starts_another(tiny_conf, backbone_path, tmp_path):
+    conf = tiny_conf.replace(backbone=backbone_path, max_iters=5)
+    first = ZSSR(smooth_image(30, 34), conf)
+    first.run()
+    first.export_model(tmp_path / "trained.keras")
+    second = ZSSR(smooth_image(30, 34, seed=1), conf.replace(init_weights=str(tmp_path / "trained.keras")))
+    for a, b in zip(first.model.weights, second.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_receptive_field_radius_of_a_loaded_network(backbone_path):
@@ -232,6 +246,18 @@ def test_pretrain_resumes_from_its_checkpoint_as_if_never_stopped(hr_dir, tmp_pa
     assert pretrain.pretrain(conf, hr_dir, str(tmp_path / "resumed.keras")).steps == 0
 
 
+def test_pretrain_refuses_a_checkpoint_of_other_flags_and_makes_gray_networks(hr_dir, tmp_path, tiny_conf):
+    conf = Config().replace(**PRETRAIN)
+    path = str(tmp_path / "new" / "folder" / "net.keras")  # folders are made
+    pretrain.pretrain(conf.replace(pretrain_steps=3), hr_dir, path)
+    with pytest.raises(ValueError, match="was made with other flags"):
+        pretrain.pretrain(conf, hr_dir, path)
+    assert pretrain.pretrain(conf.replace(pretrain_steps=3, pretrain_checkpoint_every=1), hr_dir, path).steps == 0
+    gray = str(tmp_path / "gray.keras")
+    pretrain.pretrain(conf.replace(pretrain_channels=1), hr_dir, gray)
+    assert ZSSR(smooth_image(30, 34, channels=1), tiny_conf.replace(backbone=gray)).run().shape == (60, 68, 1)
+
+
 def test_pretrained_zssr_network_starts_a_run(hr_dir, tmp_path, tiny_conf):
     conf = tiny_conf.replace(**PRETRAIN, pretrain_arch="zssr")
     path = str(tmp_path / "zssr.keras")
@@ -258,5 +284,8 @@ def test_pretrain_command_line(hr_dir, tmp_path, capsys):
     assert status == 1 and "smaller than the crop" in err and len(err.strip().splitlines()) == 1
     status, _, err = zssr(capsys, "pretrain", f"--input={tmp_path / 'none'}", f"--output={tmp_path / 'n.keras'}")
     assert status == 1 and "not a folder" in err
+    status, out, _ = zssr(capsys, "pretrain", f"--input={hr_dir}", f"--output={tmp_path / 'gradual.keras'}",
+                          "--scale_factors=2,4", *flags)  # no --back_projection_iters needed
+    assert status == 0 and "pretrain: wrote" in out
     status, _, err = zssr(capsys, "train", f"--input={hr_dir}")
     assert status == 2 and "the only command is pretrain" in err

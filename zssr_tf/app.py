@@ -191,11 +191,14 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
     and `export_model` are as in `run`, per image. Methods that use depth take `<name>_depth.*` beside each image.
 
     Raises:
-      ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable.
+      ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable, or the
+        `backbone` file is missing.
     """
     jobs = find_inputs(input_dir, conf.task.num_stages, depth_maps=conf.method in DEPTH_METHODS)
     if conf.run.init_weights:
         check_init_weights(conf.run.init_weights)  # fail before writing anything, not once per image
+    if conf.method == "zssr" and conf.zssr.backbone and not os.path.isfile(conf.zssr.backbone):
+        raise ValueError(f"backbone: no such file {conf.zssr.backbone}")
     prepare_output_dir(conf, output_dir)
     results = []
     for index, (input_path, ground_truth, kernels) in enumerate(jobs):

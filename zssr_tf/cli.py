@@ -120,8 +120,11 @@ def _pretrain() -> None:
         _fail("zssr pretrain needs --input=DIR (HR training images) and --output=NET.keras", 2)
     from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
 
+    values = {name: FLAGS[name].value for name in FLAG_NAMES}
+    if not FLAGS["back_projection_iters"].present:  # unused by pretraining: one per scale factor, whatever they are
+        values["back_projection_iters"] = ",".join("0" for _ in FLAGS.scale_factors.split(","))
     try:
-        result = pretrain.pretrain(config_from_flags(), FLAGS.input, FLAGS.output)
+        result = pretrain.pretrain(Config.from_dict(values), FLAGS.input, FLAGS.output)
     except (ConfigError, ImageError, ValueError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""

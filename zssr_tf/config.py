@@ -102,7 +102,8 @@ class RunConfig:
     name: str = _field("test", "Name of the run, prefixed to its log lines (the command uses each image's file "
                        "name).")
     vgg_weights: str = _field(
-        "imagenet", "ImageNet VGG weights of perceptual losses (ZSRGAN's VGG16; VGG19 for --dgdml_cycle_loss=vgg): "
+        "imagenet", "ImageNet VGG weights of perceptual losses (ZSRGAN's and ZSSR's --perceptual_weight VGG16; VGG19 "
+        "for --dgdml_cycle_loss=vgg): "
         "imagenet (Keras's cached file, e.g. ~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, "
         "which is never downloaded here), the path of such an .h5 file, or none (no perceptual loss).")
     init_weights: str = _field(
@@ -180,7 +181,8 @@ class ZSSRConfig:
         "itself, all its convolutions run at the LR size and the last one gives scale^2 x channels that "
         "depth_to_space rearranges; the global residual stays on the interpolated son). pixel_shuffle needs an "
         "integer scale factor, the same vertically and horizontally, at every stage; a stage with another factor "
-        "gets a new last layer and keeps the others.", UPSAMPLERS)
+        "gets a new last layer, keeps the other layers' weights and starts a new Adam (with init_net_for_each_sf "
+        "every stage starts anew).", UPSAMPLERS)
     backbone: str = _field(
         "", "A pretrained network (.keras, e.g. from zssr pretrain) run frozen in front of the ZSSR network, which "
         "then refines its output (the course report's 8.2); only the ZSSR network trains on the image. Empty: none.")
@@ -452,6 +454,9 @@ class PretrainConfig:
         "vdsr", "Pretrain: the network: vdsr (20 3x3 convolutions of 64 channels with biases, residual: a frozen "
         "--backbone) or zssr (the ZSSR network of --width, --depth, --upsampler: a start for --init_weights).",
         PRETRAIN_ARCHS)
+    channels: int = _field(
+        3, "Pretrain: 3 (RGB) or 1 (luma, for grayscale images); the training images are converted, and the network "
+        "serves images of that many channels.")
     vdsr_depth: int = _field(20, "Pretrain: number of convolution layers of the VDSR network.")
     vdsr_width: int = _field(64, "Pretrain: channels of the VDSR network's hidden layers.")
     steps: int = _field(10000, "Pretrain: training steps (batches).")
@@ -460,15 +465,16 @@ class PretrainConfig:
     learning_rate: float = _field(1e-4, "Pretrain: Adam learning rate, divided by 10 for the last fifth of the steps.")
     checkpoint_every: int = _field(
         500, "Pretrain: steps between checkpoints; an interrupted run started again with the same flags goes on "
-        "from the last one.")
+        "from the last one (other flags are refused: give another --output or remove the checkpoint).")
 
     def __post_init__(self) -> None:
         _check_choice(self, "pretrain_")
         _check_positive(self, ("vdsr_width", "steps", "batch_size", "checkpoint_every"), "pretrain_")
         _check(self.vdsr_depth >= 2, f"pretrain_vdsr_depth: must be >= 2, got {self.vdsr_depth}")
         _check(self.crop_size >= 8, f"pretrain_crop_size: must be >= 8, got {self.crop_size}")
-        _check_nonnegative(self, ("learning_rate",), "pretrain_")
-        _check(self.learning_rate > 0, "pretrain_learning_rate: must be > 0")
+        _check(self.channels in (1, 3), f"pretrain_channels: must be 1 or 3, got {self.channels}")
+        _check(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+               f"pretrain_learning_rate: must be a finite number > 0, got {self.learning_rate}")
 
 
 GROUPS: dict[str, tuple[type, str]] = {

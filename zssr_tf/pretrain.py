@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 from typing import Sequence
 
@@ -37,8 +38,9 @@ class PretrainResult:
     final_loss: float | None
 
 
-def read_training_images(input_dir: str, crop_size: int) -> list[np.ndarray]:
-    """The HR images of a folder, as RGB float32 (grayscale ones repeated to 3 channels, alpha dropped).
+def read_training_images(input_dir: str, crop_size: int, channels: int = 3) -> list[np.ndarray]:
+    """The HR images of a folder as float32 RGB (gray repeated to 3 channels, alpha dropped) or, with
+    `channels=1`, luma (BT.601, as the metrics').
 
     Raises:
       ImageError: no folder, no images, an unreadable image or one smaller than the crop (one line).
@@ -53,6 +55,8 @@ def read_training_images(input_dir: str, crop_size: int) -> list[np.ndarray]:
     for path in paths:
         pixels = read_image(path).pixels
         pixels = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
+        if channels == 1:
+            pixels = np.dot(pixels, np.array([0.299, 0.587, 0.114], np.float32))[..., None]
         if min(pixels.shape[:2]) < crop_size:
             raise ImageError(f"{path}: {pixels.shape[0]}x{pixels.shape[1]} is smaller than the crop "
                              f"(--pretrain_crop_size={crop_size})")
@@ -84,25 +88,39 @@ def make_batch(images: Sequence[np.ndarray], conf: Config, crop_size: int, inter
     return np.stack(sons), np.stack(fathers)
 
 
-def build_pretrain_network(conf: Config, channels: int = 3) -> keras.Model:
+def build_pretrain_network(conf: Config) -> keras.Model:
     p, z = conf.pretrain, conf.zssr
     seed = conf.run.seed * 1000
     if p.arch == "vdsr":
-        return build_vdsr(channels, p.vdsr_depth, p.vdsr_width, seed=seed)
-    return build_zssr_generator(channels, z.depth, z.width, z.init_variance, z.learn_residual, seed=seed,
+        return build_vdsr(p.channels, p.vdsr_depth, p.vdsr_width, seed=seed)
+    return build_zssr_generator(p.channels, z.depth, z.width, z.init_variance, z.learn_residual, seed=seed,
                                 upsampler=z.upsampler, scale=int(conf.task.final_scale_factor[0]),
                                 upscale_method=conf.task.upscale_method)
+
+
+def training_record(conf: Config) -> dict:
+    """What a checkpoint's training depends on: a checkpoint resumes only a run of the same."""
+    z = conf.zssr
+    network = ({"vdsr_depth": conf.pretrain.vdsr_depth, "vdsr_width": conf.pretrain.vdsr_width}
+               if conf.pretrain.arch == "vdsr" else
+               {"width": z.width, "depth": z.depth, "init_variance": z.init_variance,
+                "learn_residual": z.learn_residual, "upsampler": z.upsampler})
+    task = conf.task
+    schedule = {k: v for k, v in conf.to_dict()["pretrain"].items() if k != "checkpoint_every"}
+    return {"pretrain": schedule, "network": network, "seed": conf.run.seed,
+            "scale_factors": [list(sf) for sf in task.scale_factors], "downscale_method": task.downscale_method,
+            "upscale_method": task.upscale_method}
 
 
 def pretrain(conf: Config, input_dir: str, output: str, checkpoint_dir: str | None = None) -> PretrainResult:
     """Trains `conf.pretrain.arch` on the HR images of `input_dir` and saves it as `output` (`.keras`).
 
     Checkpoints (network, Adam, step) go to `checkpoint_dir` (default `<output>_checkpoint/`) every
-    `checkpoint_every` steps; a call with a checkpoint there goes on from it, and one whose checkpoint is complete
-    only writes `output`.
+    `checkpoint_every` steps, beside the flags they were made with; a call with the same flags goes on from the
+    last one, and one whose checkpoint is complete only writes `output`.
 
     Raises:
-      ValueError: bad flags, images or checkpoint (one line).
+      ValueError: bad flags, images or checkpoint, or a checkpoint made with other flags (one line).
     """
     p = conf.pretrain
     if not output.endswith(".keras"):
@@ -112,7 +130,10 @@ def pretrain(conf: Config, input_dir: str, output: str, checkpoint_dir: str | No
         raise ValueError("pretrain: a pixel-shuffle network upsamples by one scale factor; give one --scale_factors")
     scale = int(conf.task.final_scale_factor[0])
     crop_size = p.crop_size // scale * scale if shuffle else p.crop_size
-    images = read_training_images(input_dir, crop_size)
+    if shuffle and crop_size // scale < 4:
+        raise ValueError(f"pretrain: --pretrain_crop_size={p.crop_size} leaves sons under 4 pixels at x{scale}")
+    images = read_training_images(input_dir, crop_size, p.channels)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     network = build_pretrain_network(conf)
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
         [int(0.8 * p.steps)], [p.learning_rate, p.learning_rate / 10])
@@ -122,16 +143,29 @@ def pretrain(conf: Config, input_dir: str, output: str, checkpoint_dir: str | No
     checkpoint = tf.train.Checkpoint(network=network, optimizer=optimizer.optimizer, step=step)
     checkpoint_dir = checkpoint_dir or os.path.splitext(output)[0] + "_checkpoint"
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=1)
+    record, record_path = training_record(conf), os.path.join(checkpoint_dir, "pretrain_config.json")
     if manager.latest_checkpoint:
+        try:
+            with open(record_path, encoding="utf-8") as f:
+                same = json.load(f) == record
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same:
+            raise ValueError(f"pretrain: the checkpoint in {checkpoint_dir} was made with other flags (see its "
+                             "pretrain_config.json); give another --output or remove that folder")
         try:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise ValueError(f"pretrain: the checkpoint in {checkpoint_dir} is of another network or unreadable "
                              f"({str(e).splitlines()[0]}); remove it or give another --output") from None
         logging.info("pretrain: resuming from step %d of %d (%s)", int(step), p.steps, checkpoint_dir)
+    else:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        with open(record_path, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
     start = int(step)
-    shape = (p.batch_size, crop_size, crop_size, 3)
-    son_shape = shape if not shuffle else (p.batch_size, crop_size // scale, crop_size // scale, 3)
+    shape = (p.batch_size, crop_size, crop_size, p.channels)
+    son_shape = shape if not shuffle else (p.batch_size, crop_size // scale, crop_size // scale, p.channels)
 
     def batch(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return make_batch(images, conf, crop_size, not shuffle, int(index))

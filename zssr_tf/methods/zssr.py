@@ -155,11 +155,13 @@ class ZSSR(Trainer):
         the network's output for the whole input's son and of the whole input (its figure 11)."""
         h, w = self.input.shape[:2]
         output = self.networks["generator"](self._content_son, training=True)[:, :h, :w]
-        features = self._vgg(vgg_preprocess(self._as_rgb(tf.cast(output, tf.float32))), training=False)
+        features = self._vgg_features(output)
         return tf.add_n([l1_loss(f, t) for f, t in zip(features, self._content_targets)]) / len(features)
 
-    def _as_rgb(self, images: tf.Tensor) -> tf.Tensor:
-        return tf.tile(images, [1, 1, 1, 3]) if self.channels == 1 else images
+    def _vgg_features(self, images: tf.Tensor) -> list[tf.Tensor]:
+        """VGG16 features of [1, H, W, C] images as a list (Keras returns one output bare); gray is repeated to
+        RGB, an alpha channel left out."""
+        return tf.nest.flatten(self._vgg(vgg_preprocess(images[..., :3]), training=False))
 
     def _set_content_images(self) -> None:
         """The stage's whole-input son as the network takes it (interpolated, or not for pixel shuffle), and,
@@ -174,8 +176,8 @@ class ZSSR(Trainer):
         else:
             self._content_son.assign(son)
         if not self._content_targets:
-            targets = self._vgg(vgg_preprocess(self._as_rgb(tf.constant(self.input[None]))), training=False)
-            self._content_targets = [tf.Variable(t, trainable=False) for t in targets]
+            self._content_targets = [tf.Variable(t, trainable=False)
+                                     for t in self._vgg_features(tf.constant(self.input[None]))]
 
     def example_dataset(self, num_examples: int) -> tf.data.Dataset:
         """The current stage's (lr_son, hr_father) examples, from the pipeline the config picks; the son is
@@ -207,8 +209,8 @@ class ZSSR(Trainer):
             self.build_network(stage)
         elif stage > 0 and self.model.scale != int(self.sf[0]) and self.pixel_shuffle:
             self.build_network(stage, keep_from=self.model)  # a new last layer for the new scale
-        if self._vgg is not None:
-            self._set_content_images()  # the stage's son
+        elif stage > 0 and self._vgg is not None:
+            self._set_content_images()  # the stage's son (a new network above made it already)
         self.set_learning_rate(self.conf.zssr.learning_rate)
         self.learning_rate_change_iter_nums = [0]
         self._residual_max = np.inf  # none measured yet in this stage
@@ -227,9 +229,11 @@ class ZSSR(Trainer):
         return self.learning_rate < c.min_learning_rate
 
     def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
-        if self.conf.zssr.learn_residual:  # what the network adds to the interpolation, for the stuck check
-            interpolated = data.interpolate(lr_son, self.sf, self.input.shape, self.conf.task.upscale_method)
-            self._residual_max = float(np.max(np.abs(reconstruction - np.clip(interpolated, 0.0, 1.0))))
+        if self.conf.zssr.learn_residual:  # what the network adds to its base, for the stuck check
+            base = data.interpolate(lr_son, self.sf, self.input.shape, self.conf.task.upscale_method)
+            if self._backbone is not None:  # the ZSSR network's base is the backbone's output
+                base = self._backbone(base[None], training=False).numpy()[0]
+            self._residual_max = float(np.max(np.abs(reconstruction - np.clip(base, 0.0, 1.0))))
 
     def learning_rate_policy(self) -> None:
         """Divides the learning rate by 10 when the reconstruction error stops falling (see the config)."""

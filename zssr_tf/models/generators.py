@@ -80,6 +80,7 @@ def build_zssr_generator(
     radius = depth  # an output pixel sees one input pixel more on each side per 3x3 convolution
     if shuffle:
         x = PixelShuffle(scale, dtype=dtype_policy, name="pixel_shuffle")(x)
+    if shuffle and learn_residual:
         interpolate = Interpolate(scale, upscale_method, dtype="float32", name="interpolate")
         base, radius = interpolate(interpolated), depth + interpolate.radius
     if learn_residual:

@@ -36,12 +36,22 @@ def saved_weight_shapes(path: str) -> list[tuple[int, ...]]:
         else:
             source = path
         with h5py.File(source, "r") as f:
-            layers = sorted(f["layers"], key=lambda name: (len(name), name))
-            return [tuple(f["layers"][layer]["vars"][i].shape) for layer in layers
-                    for i in sorted(f["layers"][layer]["vars"], key=int)]
+            return _weight_shapes(f["layers"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"init_weights: {path} is not a Keras model or weights file ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+
+
+def _weight_shapes(layers: h5py.Group) -> list[tuple[int, ...]]:
+    # A nested model (a ZSSR network behind a backbone) keeps its own layers one level down.
+    shapes = []
+    for name in sorted(layers, key=lambda n: (len(n), n)):
+        layer = layers[name]
+        if "vars" in layer:
+            shapes += [tuple(layer["vars"][i].shape) for i in sorted(layer["vars"], key=int)]
+        if "layers" in layer:
+            shapes += _weight_shapes(layer["layers"])
+    return shapes
 
 
 def load_init_weights(model: keras.Model, path: str) -> None:
@@ -52,7 +62,7 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     """
     shapes = saved_weight_shapes(path)
     expected = [tuple(w.shape) for w in model.weights]
-    if shapes != expected:
+    if sorted(shapes) != sorted(expected):  # nested models may list their layers in another order
         raise ValueError(f"init_weights: {path} holds a network of {_architecture(shapes)}; this run needs "
                          f"{_architecture(expected)}")
     with warnings.catch_warnings():
@@ -194,7 +204,7 @@ def load_backbone(path: str, channels: int) -> keras.Model:
 
     Raises:
       ValueError: the file is missing or unreadable, or the network does not map `channels`-channel images to
-        images of the same size and channels (one line).
+        images of the same size and channels (tried on a small image; one line).
     """
     if not os.path.isfile(path):
         raise ValueError(f"backbone: no such file {path}")
@@ -202,12 +212,20 @@ def load_backbone(path: str, channels: int) -> keras.Model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = keras.saving.load_model(path, compile=False)
+        shape_in = tuple(model.input_shape)
     except Exception as e:  # Keras raises many types for a bad archive; any of them is one line here
-        raise ValueError(f"backbone: {path} is not a Keras model file ({type(e).__name__}: "
+        raise ValueError(f"backbone: {path} is not a Keras model file of one image input ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
-    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
-    if len(shape_in) != 4 or shape_in[-1] != channels or shape_out[-1] != channels:
-        raise ValueError(f"backbone: {path} maps {shape_in[-1]}-channel images to {shape_out[-1]}-channel ones; "
-                         f"this image has {channels} channel(s)")
+    if len(shape_in) != 4 or shape_in[-1] != channels:
+        raise ValueError(f"backbone: {path} takes {shape_in[-1]}-channel images; this image has {channels} "
+                         f"channel(s) (zssr pretrain --pretrain_channels={channels} makes such a network)")
+    probe = tf.zeros((1, 16, 16, channels))
+    try:
+        shape_out = tuple(model(probe, training=False).shape)
+    except Exception as e:  # a network that cannot run on images of any size
+        raise ValueError(f"backbone: {path} does not run on a 16x16 image ({type(e).__name__})") from None
+    if shape_out != tuple(probe.shape):
+        raise ValueError(f"backbone: {path} maps 16x16x{channels} images to {'x'.join(map(str, shape_out[1:]))}; a "
+                         "backbone must keep the size and channels (it refines the interpolated image)")
     model.trainable = False
     return model
