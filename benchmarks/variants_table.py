@@ -236,17 +236,22 @@ def part_upsampler(args, out: str, variant_flags: dict[str, dict[str, str]], par
         for name in args.images:
             lr, hr, kernel_size = set14_lr_hr(args.data_dir, name, scale, args.seed)
             bicubic = np.clip(imresize(lr, scale), 0, 1)
-            means.setdefault((scale, "bicubic"), []).append((psnr(bicubic, hr, scale), ssim(bicubic, hr, scale)))
-            cells = ["{:.2f} / {:.4f}".format(*means[(scale, "bicubic")][-1])]
+            bicubic_scores = (psnr(bicubic, hr, scale), ssim(bicubic, hr, scale))
+            cells = ["{:.2f} / {:.4f}".format(*bicubic_scores)]
+            complete, row_scores = True, {}  # the mean rows take only images every variant ran on
             for variant, flags in variant_flags.items():
                 key = f"{part}_x{scale}_{name}_{variant}"
                 row = cached(out, key, flags) if args.tabulate_only else job(
                     out, key, flags, lambda: run_zssr(lr, hr, scale, base_config(scale, flags, args.seed)))
                 if row is None:
                     cells.append("- | - | -")
+                    complete = False
                     continue
-                means.setdefault((scale, variant), []).append((row["psnr"], row["ssim"]))
                 cells.append(f"{row['psnr']:.2f} / {row['ssim']:.4f} | {row['iterations']} | {row['seconds']:.0f}")
+                row_scores[variant] = (row["psnr"], row["ssim"])
+            if complete:
+                for variant, scores in (("bicubic", bicubic_scores), *row_scores.items()):
+                    means.setdefault((scale, variant), []).append(scores)
             lines.append(f"| x{scale} | {name} | {kernel_size}x{kernel_size} | " + " | ".join(cells) + " |")
     for scale in scales:
         cells = []
