@@ -179,15 +179,15 @@ def pretrain(conf: Config, input_dir: str, output: str, checkpoint_dir: str | No
     loss = None
     with summaries.progress_bar(p.steps, f"pretrain {p.arch}", conf.run.progress) as bar:
         bar.update(start)
-        for son, father in batches:
-            loss = float(train_step(son, father))
-            step.assign_add(1)
+        for done, (son, father) in enumerate(batches, start + 1):
+            loss = train_step(son, father)  # read back only when shown: no device sync per step
+            step.assign(done)
             bar.update(1)
-            done = int(step)
             if done % conf.run.display_every == 0:
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                logging.info("pretrain step %d of %d: L1 loss %.5f", done, p.steps, loss)
+                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+                logging.info("pretrain step %d of %d: L1 loss %.5f", done, p.steps, float(loss))
             if done % p.checkpoint_every == 0 or done == p.steps:
                 manager.save(checkpoint_number=done)
     save_model(network, output)
-    return PretrainResult(output=output, steps=p.steps - start, resumed_from=start, final_loss=loss)
+    return PretrainResult(output=output, steps=p.steps - start, resumed_from=start,
+                          final_loss=None if loss is None else float(loss))
