@@ -115,7 +115,8 @@ def test_quickstart_runs(execute):
     depth = execute.tmp / "astronaut_depth.npy"
     np.save(depth, np.tile(np.arange(1.0, 129.0), (128, 1)))
     notebook = execute(QUICKSTART, PRESET="quick", OUTPUT_DIR=str(execute.tmp), SEED=0, ZSRGAN_PRESET="zsrgan_quick",
-                       DGDML_PRESET="dgdml_quick", DEPTH_MAP=str(depth), PRETRAIN_STEPS=10)
+                       DGDML_PRESET="dgdml_quick", DEPTH_MAP=str(depth), PRETRAIN_STEPS=10,
+                       KERNELGAN_ITERS=30)
     assert_no_errors(notebook)
     for tag in ("comparison", "curves"):
         outputs = tagged(notebook, tag)["outputs"]
@@ -143,6 +144,12 @@ def test_quickstart_runs(execute):
     assert "pretrained" in variants and "for 10 steps" in variants
     assert re.search(r"pixel shuffle: \d+\.\d\d dB +pretrained start: \d+\.\d\d dB", variants)
     assert os.path.isfile(execute.tmp / "variants" / "pixel_shuffle" / "astronaut_zssr_X2.00X2.00.png")
+    # The estimated kernel: its error against the true one, the three ZSSR runs' PSNRs and the kernels' figure.
+    kernel_cell = tagged(notebook, "kernel")
+    assert re.search(r"\(30 iterations\); error against the true kernel \d\.\d{4}", output_text(kernel_cell))
+    assert re.search(r"assuming bicubic: \d+\.\d\d dB +estimated kernel: \d+\.\d\d dB +true kernel: \d+\.\d\d dB",
+                     output_text(kernel_cell))
+    assert any("image/png" in o.get("data", {}) for o in kernel_cell["outputs"]), "no figure in the kernel cell"
 
 
 @pytest.mark.slow

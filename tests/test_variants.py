@@ -288,4 +288,4 @@ def test_pretrain_command_line(hr_dir, tmp_path, capsys):
                           "--scale_factors=2,4", *flags)  # no --back_projection_iters needed
     assert status == 0 and "pretrain: wrote" in out
     status, _, err = zssr(capsys, "train", f"--input={hr_dir}")
-    assert status == 2 and "the only command is pretrain" in err
+    assert status == 2 and "the commands are pretrain and estimate-kernel" in err

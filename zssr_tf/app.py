@@ -5,7 +5,8 @@ method of `zssr_tf.methods.METHODS`; the trainers never touch files. Everything 
 `config.json` (the effective configuration, its method included), one SR image per scale stage named as the
 original names them (`<name>_<method>_X2.00X2.00.png`), `<name>_log.json` (the train step's named scalars, quick
 tests, learning-rate drops, timings, the method's report such as DGDML's patch counts), for folders `results.csv`,
-and on request the checkpoint of the trained networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard
+with `estimate_kernels` the estimated kernels `<name>_kernel_x2.mat` (`_x4` for x4 stages) and their pictures, and on
+request the checkpoint of the trained networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard
 event files (`tb/<name>/`). Every file but the event files is written atomically.
 """
 
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from absl import logging
 
-from zssr_tf import metrics, pictures
+from zssr_tf import kernel_estimation, metrics, pictures
 from zssr_tf.config import Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
@@ -50,10 +51,12 @@ class RunResult:
     psnr_y_shaved: float | None = None  # border of ceil(scale factor) pixels shaved, as SR papers report
     status: str = "done"
     model: str | None = None  # the exported network (export_model)
+    kernel_files: list[str] = dataclasses.field(default_factory=list)  # estimated kernels (estimate_kernels)
+    kernel_seconds: float | None = None  # time of the kernel estimation (included in `seconds`)
 
 
 # The names of the files a run writes for image <name> (beside <name>.<ext>): the folder scan skips them.
-OUTPUT_SUFFIXES = re.compile(r"_(?:[a-z0-9]+_(?:X\d+\.\d\d)+|training|comparison)$")
+OUTPUT_SUFFIXES = re.compile(r"_(?:[a-z0-9]+_(?:X\d+\.\d\d)+|training|comparison|kernel_x\d+)$")
 
 
 def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
@@ -106,8 +109,18 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     extra = {"depth": depth} if conf.method in DEPTH_METHODS else {}
     trainer = METHODS[conf.method](color, conf.replace(name=name), ground_truth=gt, kernels=kernels,
                                    summary_dir=summary_dir, **extra)
-    # Only now: the trainer has validated the image, ground truth, kernels and initial weights.
+    # Only now: the trainer has validated the image, ground truth, kernels and initial weights (before minutes of
+    # kernel estimation).
+    estimate = None
+    if conf.task.estimate_kernels and kernels is None:
+        estimate = kernel_estimation.estimate_kernels(
+            color, conf.replace(name=name), None if summary_dir is None else os.path.join(summary_dir, "kernelgan"))
+        trainer.set_kernels(estimate.for_stages(conf.task.scale_factors))
+    elif conf.task.estimate_kernels:
+        logging.info("%s: using its kernel files, not estimating kernels", name)
     prepare_output_dir(conf, output_dir)
+    kernel_files = [] if estimate is None else kernel_estimation.write_kernel_files(
+        estimate, name, output_dir, conf.task.scale_factors)
     trainer.run()
     for path, sf, sr in zip(outputs, conf.task.scale_factors, trainer.outputs):
         if alpha is not None:
@@ -115,7 +128,8 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
             sr = np.concatenate([sr, np.clip(upscaled_alpha, 0, 1).astype(np.float32)], axis=2)
         write_image(path, sr, image.bit_depth)
     result = RunResult(name=name, outputs=outputs, image=trainer.outputs[-1], seconds=time.perf_counter() - start,
-                       iterations=[h.iterations for h in trainer.history])
+                       iterations=[h.iterations for h in trainer.history], kernel_files=kernel_files,
+                       kernel_seconds=None if estimate is None else estimate.seconds)
     if export_model:
         result.model = model_path(conf, input_path, output_dir)
         trainer.export_model(result.model)
@@ -128,10 +142,47 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
                            kernel=conf.task.upscale_method)
         pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
                                  os.path.join(output_dir, f"{name}_comparison.png"))
-    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or []), "depth": depth,
-           "method": conf.method, **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"},
-           "report": trainer.report, "stages": [dataclasses.asdict(h) for h in trainer.history]}
+    log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or kernel_files),
+           "depth": depth, "method": conf.method,
+           **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"}, "report": trainer.report,
+           "stages": [dataclasses.asdict(h) for h in trainer.history]}
+    if estimate is not None:
+        log["kernel_estimation"] = dataclasses.asdict(estimate.history)
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
+    return result
+
+
+@dataclasses.dataclass
+class KernelResult:
+    """What `estimate_kernel` wrote for one image."""
+
+    name: str
+    kernel_files: list[str]
+    seconds: float
+    iterations: int
+    model: str | None = None
+
+
+def estimate_kernel(conf: Config, input_path: str, output_dir: str, tensorboard_dir: str | None = None,
+                    export_model: bool = False) -> KernelResult:
+    """`zssr estimate-kernel`: estimates one image's kernels (x2, and x4 when a stage of `conf` is x4) and writes
+    `<name>_kernel_x<s>.mat` / `.png` and `<name>_kernel_log.json` (the estimator's scalars) to `output_dir`; with
+    `export_model`, G, D and their optimizers as the checkpoint folder `<name>_kernelgan_checkpoint`.
+
+    Raises:
+      ImageError, ValueError: a bad or too small image (one line); nothing is written.
+    """
+    name = os.path.splitext(os.path.basename(input_path))[0]
+    color = _split_alpha(read_image(input_path).pixels)[0]
+    summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name, "kernelgan")
+    model = os.path.join(output_dir, f"{name}_kernelgan_checkpoint") if export_model else None
+    estimate = kernel_estimation.estimate_kernels(color, conf.replace(name=name), summary_dir, model)
+    prepare_output_dir(conf, output_dir)
+    files = kernel_estimation.write_kernel_files(estimate, name, output_dir, conf.task.scale_factors)
+    result = KernelResult(name=name, kernel_files=files, seconds=estimate.seconds,
+                          iterations=estimate.history.iterations, model=model)
+    log = {"input": input_path, **dataclasses.asdict(result), "stages": [dataclasses.asdict(estimate.history)]}
+    write_bytes_atomically(os.path.join(output_dir, f"{name}_kernel_log.json"), json.dumps(log, indent=1).encode())
     return result
 
 
@@ -142,7 +193,7 @@ def find_inputs(input_dir: str, num_stages: int,
 
     Kernels are used only when all `num_stages` files exist (as the original); a partial set is reported and
     ignored. Files this project writes beside an image (`<name>_<method>_X2.00X2.00.png`, `<name>_training.png`,
-    `<name>_comparison.png`, when the output folder is the input folder) are not inputs.
+    `<name>_comparison.png`, `<name>_kernel_x2.png`, when the output folder is the input folder) are not inputs.
 
     Returns:
       Sorted (input, ground truth or None, kernel files or None) triples.

@@ -27,7 +27,10 @@ flags.DEFINE_string("output_dir", "results", "Directory that receives the SR ima
 flags.DEFINE_string("ground_truth", None, "Optional high-resolution image: monitored during training (never "
                     "trained on) and used for the reported PSNR.")
 flags.DEFINE_list("kernels", None, "Optional downscaling kernel files (.mat with a variable 'Kernel' or "
-                  "'kernel', or .npy), comma separated, one per scale factor.")
+                  "'kernel', or .npy), comma separated, one per scale factor; or estimate: estimate them from the "
+                  "image (KernelGAN, the same as --estimate_kernels; also for folders).")
+flags.DEFINE_integer("scale", None, "zssr estimate-kernel: 2 (the x2 kernel) or 4 (the x2 kernel and the x4 one "
+                     "composed from it); default: the largest of --scale_factors.")
 flags.DEFINE_string("depth_map", None, "Optional depth map of the image for --method=dgdml (8/16-bit PNG, TIFF or "
                     ".npy; its values as --dgdml_depth_kind says, 0 unknown); in a folder name it <name>_depth.<ext>. "
                     "(--depth is the ZSSR network's number of layers.)")
@@ -82,26 +85,33 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    if argv[1:] == ["pretrain"]:
-        _pretrain()
+    commands = {"pretrain": _pretrain, "estimate-kernel": _estimate_kernel}
+    if len(argv) == 2 and argv[1] in commands:
+        commands[argv[1]]()
         return
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value; the only command "
-              "is pretrain)", 2)
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value; the commands are "
+              f"{' and '.join(commands)})", 2)
     if not FLAGS.input:
         _fail("--input is required: the image to super-resolve", 2)
+    if FLAGS.scale is not None:
+        _fail("--scale is for zssr estimate-kernel; a run takes --scale_factors", 2)
     folder = os.path.isdir(FLAGS.input)
-    if folder and (FLAGS.ground_truth or FLAGS.kernels or FLAGS.depth_map):
+    estimate = FLAGS.kernels == ["estimate"]
+    if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):
         _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
               "<name>_<i>.mat and <name>_depth.png", 2)
     try:
         conf = config_from_flags()
+        if estimate:
+            conf = conf.replace(estimate_kernels=True)
         extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,
                   "export_model": FLAGS.export_model}
         if folder:
             results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras)
         else:
-            results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth, FLAGS.kernels,
+            results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth,
+                               None if estimate else FLAGS.kernels,
                                FLAGS.overwrite, depth=FLAGS.depth_map, **extras)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -132,11 +142,50 @@ def _pretrain() -> None:
     print(f"pretrain: wrote {result.output} after {result.steps} steps{resumed}{loss}")
 
 
+def _estimate_kernel() -> None:
+    """`zssr estimate-kernel --input=IMG_OR_DIR --output_dir=DIR [--scale=2|4]`."""
+    if not FLAGS.input:
+        _fail("zssr estimate-kernel needs --input=IMG (or a folder of images)", 2)
+    values = {name: FLAGS[name].value for name in FLAG_NAMES}
+    if FLAGS.scale is not None:
+        if FLAGS.scale not in (2, 4):
+            _fail(f"--scale={FLAGS.scale}: KernelGAN estimates the x2 kernel and composes x4 from it; other scales "
+                  "are not supported", 2)
+        values["scale_factors"] = str(FLAGS.scale)
+    # Unused here (a preset's may be for other stages): one per scale factor.
+    values["back_projection_iters"] = ",".join("0" for _ in str(values["scale_factors"]).split(","))
+    folder = os.path.isdir(FLAGS.input)
+    try:
+        conf = Config.from_dict({**values, "estimate_kernels": True})
+        paths = [path for path, _, _ in app.find_inputs(FLAGS.input, 1)] if folder else [FLAGS.input]
+    except (ConfigError, ImageError, ValueError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    tensorboard_dir = os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None
+    failed = []
+    for path in paths:
+        try:
+            result = app.estimate_kernel(conf, path, FLAGS.output_dir, tensorboard_dir, FLAGS.export_model)
+        except (ImageError, ValueError) as e:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not folder:
+                _fail(message)
+            print(f"zssr: error: {path}: {message}", file=sys.stderr)  # the folder goes on
+            failed.append(path)
+            continue
+        saved = f"; networks saved as {result.model}" if result.model else ""
+        print(f"{result.name}: wrote {', '.join(result.kernel_files)} in {result.seconds:.1f} s "
+              f"({result.iterations} iterations){saved}")
+    if failed:
+        _fail(f"{len(failed)} of {len(paths)} images failed ({', '.join(map(os.path.basename, failed))})")
+
+
 def _summary(result: app.RunResult) -> str:
     if result.status != "done":
         return f"{result.name}: {result.status}"
     text = f"{result.name}: wrote {', '.join(result.outputs)} in {result.seconds:.1f} s " \
            f"({'+'.join(map(str, result.iterations))} iterations)"
+    if result.kernel_files:
+        text += f", kernels estimated in {result.kernel_seconds:.1f} s ({', '.join(result.kernel_files)})"
     if result.psnr_y is not None:
         text += f", Y-PSNR {result.psnr_y:.3f} dB vs ground truth ({result.psnr_y_shaved:.3f} with border shave)"
     if result.model is not None:
@@ -149,6 +198,8 @@ USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) of an image or a 
   zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan|dgdml] [--flagfile=flags/NAME.cfg]
        [--ground_truth=HR] [--kernels=K.mat] [--depth_map=DEPTH.png] ... [--tensorboard] [--export_model]
        [--init_weights=CHECKPOINT_DIR|NET.keras]
+  zssr estimate-kernel --input=IMG_OR_DIR --output_dir=DIR [--scale=2|4]   (KernelGAN: <name>_kernel_x2.mat;
+       zssr --kernels=estimate ... estimates and super-resolves in one run)
   zssr pretrain --input=DIR_OF_HR_IMAGES --output=NET.keras [--arch=vdsr|zssr] [--scale_factors=2]
        [--pretrain_steps=N]   (then --backbone=NET.keras for vdsr, --init_weights=NET.keras for zssr)
 """
@@ -158,7 +209,7 @@ def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
     for name in ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "tensorboard",
-                 "export_model", "output", *FLAG_NAMES):
+                 "export_model", "output", "scale", *FLAG_NAMES):
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     sys.modules["__main__"].__doc__ = USAGE
     absl_app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,7 @@
     model (kernels that made the LR image and that interpolate);
   * one group per method (`zssr`: `ZSSRConfig`, the original TF1 `configs.Config` fields and defaults;
     `zsrgan`: `ZSRGANConfig`; `dgdml`: `DGDMLConfig`), read only by that method;
+  * `kernelgan` (`KernelGANConfig`): the kernel estimator's (`zssr estimate-kernel`, `--estimate_kernels`);
   * `pretrain` (`PretrainConfig`): the `zssr pretrain` command's network and schedule.
 
 Every field is a flag (`FLAG_FIELDS`, generated from the dataclasses so they never drift apart): the shared
@@ -37,6 +38,7 @@ UPSAMPLERS = ("interpolate", "pixel_shuffle")
 PRETRAIN_ARCHS = ("vdsr", "zssr")
 VGG19_LAYERS = ("block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4")
 INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
+ESTIMATED_SCALES = ((2.0, 2.0), (4.0, 4.0))
 
 ScalePair = tuple[float, float]
 
@@ -141,6 +143,11 @@ class TaskConfig:
     downscale_gt_method: str = _field(
         "cubic", "Kernel that shrinks the ground truth to intermediate gradual scales (monitoring only).",
         KERNEL_NAMES)
+    estimate_kernels: bool = _field(
+        False, "Whether to estimate the image's own downscaling kernel before super-resolving it (KernelGAN, "
+        "--kernelgan_* flags) and use it for every stage (x2: the estimated kernel; x4: that kernel composed with "
+        "itself), when no kernel files are given. Every scale factor must be 2 or 4. --kernels=estimate says the "
+        "same.")
 
     def __post_init__(self) -> None:
         _check_choice(self)
@@ -149,6 +156,9 @@ class TaskConfig:
             _check(len(sf) == 2 and all(math.isfinite(s) for s in sf), f"scale_factors: {sf} is not a pair of numbers")
             _check(min(sf) >= 1.0 and max(sf) > 1.0,
                    f"scale_factors: {format_value((sf,))} must upscale (every factor >= 1, one > 1)")
+            _check(not self.estimate_kernels or sf in ESTIMATED_SCALES,
+                   f"estimate_kernels: KernelGAN's kernels are for x2 and x4 (x2 composed with itself), not "
+                   f"{format_value((sf,))}; use scale factors 2 or 2,4 or give kernel files")
 
     @property
     def num_stages(self) -> int:
@@ -444,7 +454,43 @@ class DGDMLConfig:
                f"dgdml_depth_model: {self.depth_model} is not a .keras file or a SavedModel folder")
 
 
-# Group name -> (dataclass, flag prefix). Methods' groups are named after the method.
+@dataclasses.dataclass(frozen=True)
+class KernelGANConfig:
+    """The kernel estimator's settings (KernelGAN, Bell-Kligler et al. 2019; its defaults), used by
+    `zssr estimate-kernel` and --estimate_kernels."""
+
+    max_iters: int = _field(3000, "KernelGAN: training iterations (one crop for G and one for D each).")
+    learning_rate: float = _field(2e-4, "KernelGAN: Adam learning rate of G and D (beta1 0.5).")
+    learning_rate_decay_every: int = _field(
+        750, "KernelGAN: the learning rates are divided by 10 every this many iterations.")
+    crop_size: int = _field(
+        64, "KernelGAN: side of the generator's crops; the discriminator's real crops have the side of G's "
+        "output, (crop_size - 13) // 2 + 1 (26). Images smaller than this are refused.")
+    width: int = _field(64, "KernelGAN: channels of the generator's and the discriminator's hidden layers.")
+    discriminator_depth: int = _field(7, "KernelGAN: layers of the discriminator (a 7x7 one, then 1x1 ones).")
+    bicubic_weight: float = _field(
+        5.0, "KernelGAN: starting weight of the similarity of G's output to bicubic downscaling; divided by 100 "
+        "every 200 iterations once the similarity is reached (floor 5e-6).")
+    sum_to_one_weight: float = _field(0.5, "KernelGAN: weight of |1 - sum of the kernel|.")
+    boundaries_weight: float = _field(0.5, "KernelGAN: weight of the penalty on the kernel's values near its edges.")
+    centralized_weight: float = _field(
+        1.0, "KernelGAN: weight of the distance of the kernel's centre of mass from its centre, switched on when "
+        "the bicubic weight falls below 5e-3.")
+    sparse_weight: float = _field(
+        5.0, "KernelGAN: weight of the sparsity term mean |k|^0.2, switched on with the centring term.")
+
+    def __post_init__(self) -> None:
+        prefix = "kernelgan_"
+        _check_positive(self, ("max_iters", "learning_rate_decay_every", "width"), prefix)
+        _check(self.crop_size >= 32, f"kernelgan_crop_size: must be >= 32, got {self.crop_size}")
+        _check(self.discriminator_depth >= 2,
+               f"kernelgan_discriminator_depth: must be >= 2, got {self.discriminator_depth}")
+        _check(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+               f"kernelgan_learning_rate: must be a finite number > 0, got {self.learning_rate}")
+        _check_nonnegative(self, ("bicubic_weight", "sum_to_one_weight", "boundaries_weight", "centralized_weight",
+                                  "sparse_weight"), prefix)
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     """`zssr pretrain`: a network trained on bicubic LR/HR pairs of external images, before any test image (the
@@ -477,12 +523,14 @@ class PretrainConfig:
                f"pretrain_learning_rate: must be a finite number > 0, got {self.learning_rate}")
 
 
+# Group name -> (dataclass, flag prefix). Methods' groups are named after the method.
 GROUPS: dict[str, tuple[type, str]] = {
     "run": (RunConfig, ""),
     "task": (TaskConfig, ""),
     "zssr": (ZSSRConfig, ""),
     "zsrgan": (ZSRGANConfig, "zsrgan_"),
     "dgdml": (DGDMLConfig, "dgdml_"),
+    "kernelgan": (KernelGANConfig, "kernelgan_"),
     "pretrain": (PretrainConfig, "pretrain_"),
 }
 
@@ -499,6 +547,7 @@ class Config:
     zssr: ZSSRConfig = dataclasses.field(default_factory=ZSSRConfig)
     zsrgan: ZSRGANConfig = dataclasses.field(default_factory=ZSRGANConfig)
     dgdml: DGDMLConfig = dataclasses.field(default_factory=DGDMLConfig)
+    kernelgan: KernelGANConfig = dataclasses.field(default_factory=KernelGANConfig)
     pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
 
     def __post_init__(self) -> None:
@@ -509,6 +558,9 @@ class Config:
         _check(self.method != "zssr" or len(self.zssr.back_projection_iters) == self.task.num_stages,
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
+        _check(not (self.task.estimate_kernels and self.method == "dgdml"),
+               "estimate_kernels: DGDML-SR learns the image's degradation itself; estimated kernels are for zssr and "
+               "zsrgan")
         if self.method == "zssr" and self.zssr.upsampler == "pixel_shuffle":
             for sf in self.task.scale_factors:
                 _check(sf[0] == sf[1] and float(sf[0]).is_integer(),
@@ -523,7 +575,7 @@ class Config:
     # Text forms.
     def to_dict(self) -> dict[str, Any]:
         """Nested: {"method": ..., "run": {...}, "task": {...}, "zssr": {...}, "zsrgan": {...}, "dgdml": {...},
-        "pretrain": {...}}."""
+        "kernelgan": {...}, "pretrain": {...}}."""
         return {"method": self.method, **{group: {f.name: _to_jsonable(getattr(getattr(self, group), f.name))
                                                   for f in dataclasses.fields(getattr(self, group))}
                                           for group in GROUPS}}

@@ -17,10 +17,11 @@ No engine module imports a method.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -62,6 +63,32 @@ def as_image(image: Any, what: str = "input") -> np.ndarray:
 def next_multiple(first: int, period: int, offset: int = 0) -> int:
     """The smallest i >= first with (i + offset) % period == 0."""
     return -(-(first + offset) // period) * period - offset
+
+
+def check_input(image: np.ndarray, ground_truth: np.ndarray | None, conf: Config, min_size: int,
+                what: str) -> None:
+    """The checks of a run's input and ground truth that need no training (before any: a run never trains and
+    then fails on its input).
+
+    Raises:
+      ValueError: an image smaller than `min_size` for `what`, an output over `max_output_megapixels`, or a
+        ground truth of other channels or smaller than the output (one line).
+    """
+    task = conf.task
+    if min(image.shape[:2]) < min_size:
+        raise ValueError(f"input: {image.shape[0]}x{image.shape[1]} is too small for {what} "
+                         f"(at least {min_size}x{min_size} pixels)")
+    out_h, out_w = fix_scale_and_shape(image.shape, np.max(task.scale_factors, axis=0))[1]
+    if out_h * out_w > conf.run.max_output_megapixels * 1e6:
+        raise ValueError(f"input: {image.shape[0]}x{image.shape[1]} is too large: the output would be "
+                         f"{out_h}x{out_w}, over max_output_megapixels={conf.run.max_output_megapixels:g}")
+    if ground_truth is not None:
+        if ground_truth.shape[2] != image.shape[2]:
+            raise ValueError(f"ground truth has {ground_truth.shape[2]} channels, the input {image.shape[2]}")
+        h, w = fix_scale_and_shape(image.shape, np.array(task.final_scale_factor))[1]
+        if ground_truth.shape[0] < h or ground_truth.shape[1] < w:
+            raise ValueError(f"ground truth {ground_truth.shape[0]}x{ground_truth.shape[1]} is smaller than the "
+                             f"output {h}x{w}")
 
 
 class GuardedOptimizer:
@@ -169,23 +196,10 @@ class Trainer:
         self._step_offset = 0  # iterations of the earlier stages: TensorBoard's step counts across stages
         self.input = as_image(input_img, "input")
         self.squeeze_output = not isinstance(input_img, (str, os.PathLike)) and np.ndim(input_img) == 2
-        if min(self.input.shape[:2]) < self.min_input_size:
-            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too small for {self.method_name} "
-                             f"(at least {self.min_input_size}x{self.min_input_size} pixels)")
-        out_h, out_w = fix_scale_and_shape(self.input.shape, np.max(task.scale_factors, axis=0))[1]
-        if out_h * out_w > self.conf.run.max_output_megapixels * 1e6:
-            raise ValueError(f"input: {self.input.shape[0]}x{self.input.shape[1]} is too large: the output would be "
-                             f"{out_h}x{out_w}, over max_output_megapixels={self.conf.run.max_output_megapixels:g}")
         self.gt = None if ground_truth is None else as_image(ground_truth, "ground truth")
-        if self.gt is not None:
-            if self.gt.shape[2] != self.input.shape[2]:
-                raise ValueError(f"ground truth has {self.gt.shape[2]} channels, the input {self.input.shape[2]}")
-            # Checked now, not when the last stage starts (after every earlier stage has trained).
-            h, w = fix_scale_and_shape(self.input.shape, np.array(task.final_scale_factor))[1]
-            if self.gt.shape[0] < h or self.gt.shape[1] < w:
-                raise ValueError(f"ground truth {self.gt.shape[0]}x{self.gt.shape[1]} is smaller than the output "
-                                 f"{h}x{w}")
+        check_input(self.input, self.gt, self.conf, self.min_input_size, self.method_name)
         self.kernels = preprocess_kernels(kernels, task.scale_factors, task.downscale_method)
+        self._kernels_pending = task.estimate_kernels and kernels is None  # until `set_kernels`
         self.channels = self.input.shape[2]
         self.hr_fathers_sources = [self.input]
         self.outputs: list[np.ndarray] = []
@@ -248,6 +262,13 @@ class Trainer:
 
     def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
         """Sees each quick test's son and its reconstruction of the input (ZSSR checks for a stuck network)."""
+
+    def set_kernels(self, kernels: Sequence[Any]) -> None:
+        """Sets the downscaling kernels, one per scale factor, after construction (before `run`): `app.run` builds
+        the trainer first, so that every check of the run comes before minutes of kernel estimation."""
+        self.kernels = preprocess_kernels(kernels, self.conf.task.scale_factors, self.conf.task.downscale_method)
+        self.kernel = self.kernels[0]
+        self._kernels_pending = False
 
     # Networks, optimizers, steps, checkpoint.
     def set_networks(self, networks: Mapping[str, keras.Model],
@@ -316,15 +337,25 @@ class Trainer:
 
     def run(self) -> np.ndarray:
         """Runs every scale factor; returns the last stage's SR image (float32 in [0, 1])."""
+        if self._kernels_pending:
+            raise ValueError("estimate_kernels: give the trainer the kernels of "
+                             "zssr_tf.kernel_estimation.estimate_kernels(image, conf) (`kernels=` or `set_kernels`; "
+                             "app.run and the command line estimate them themselves)")
+        with self._writing_summaries():
+            self._run_stages()
+        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
+
+    @contextlib.contextmanager
+    def _writing_summaries(self) -> Iterator[None]:
+        """TensorBoard's writer (with `summary_dir`) for the duration of a run."""
         if self.summary_dir is not None:
             self._summaries = summaries.SummaryWriter(os.fspath(self.summary_dir))
         try:
-            self._run_stages()
+            yield
         finally:
             if self._summaries is not None:
                 self._summaries.close()
                 self._summaries = None
-        return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
 
     def _run_stages(self) -> None:
         self._step_offset = 0

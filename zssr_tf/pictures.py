@@ -1,6 +1,7 @@
-"""Pictures of a run with ground truth: its training curves and a bicubic | SR | ground truth comparison.
+"""Pictures of a run: with ground truth, its training curves and a bicubic | SR | ground truth comparison; an
+estimated kernel as a heat map.
 
-Both are PNG files written atomically. The figure is a bare `matplotlib.figure.Figure`, not pyplot: it draws
+All are PNG files written atomically. The figures are a bare `matplotlib.figure.Figure`, not pyplot: it draws
 off-screen without a display and leaves the caller's backend alone (a notebook keeps showing its own figures).
 """
 
@@ -71,3 +72,27 @@ def comparison_crop(bicubic: np.ndarray, sr: np.ndarray, gt: np.ndarray, path: s
         crop = image[top:top + size_y, left:left + size_x]
         panels += [np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1), gap]
     write_image(path, np.concatenate(panels[:-1], axis=1))
+
+
+def plot_kernel(kernel: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """A downscaling kernel as a heat map with its values' scale, its size and its centre of mass marked.
+
+    Args:
+      kernel: 2-D array.
+      path: the PNG to write.
+      title: the picture's title (e.g. which image and scale).
+    """
+    figure = Figure(figsize=(4.2, 3.6))
+    axis = figure.subplots()
+    shown = axis.imshow(kernel, cmap="viridis", interpolation="nearest")
+    figure.colorbar(shown, ax=axis, label="weight")
+    mass = np.sum(kernel)
+    rows, cols = np.indices(kernel.shape)
+    center = (np.sum(rows * kernel) / mass, np.sum(cols * kernel) / mass)
+    axis.plot(center[1], center[0], "r+", markersize=10, label="centre of mass")
+    axis.set(title=f"{title}\n{kernel.shape[0]}x{kernel.shape[1]}, sum {mass:.3f}", xlabel="column", ylabel="row")
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_bytes_atomically(path, buffer.getvalue())

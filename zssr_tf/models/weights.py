@@ -110,6 +110,7 @@ def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str | os.PathLi
       The checkpoint's prefix inside `directory`.
     """
     directory = os.path.abspath(os.fspath(directory))
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=".tmp_", dir=os.path.dirname(directory))
     try:
         prefix = tf.train.CheckpointManager(checkpoint, temporary, max_to_keep=1).save()
