@@ -115,15 +115,17 @@ def sr_part(lr, hr, kernels, conf, scale: int, name: str, kernel_row: dict, path
     k2 = np.load(path.replace("_sr.json", "_kernel_x2.npy"))
     given = {"bicubic": None, "estimated": [k2] if scale == 2 else [k2, compose_x4(k2)], "true": kernels}
     conf = conf.replace(estimate_kernels=False)
-    row = {"stamp": stamp, "kernel_seconds": kernel_row["seconds"]}
+    row = load(path, stamp) or {"stamp": stamp, "kernel_seconds": kernel_row["seconds"]}
     for column in COLUMNS:
+        if column in row:  # done before an interruption
+            continue
         start = time.perf_counter()
         zssr = ZSSR(lr, conf.replace(name=f"{name} {column}"), ground_truth=hr, kernels=given[column])
         sr = zssr.run()
         row[column] = {**measure(sr, hr, scale), "iterations": sum(h.iterations for h in zssr.history),
                        "seconds": round(time.perf_counter() - start, 1)}
         row[column].pop("niqe", None)
-    save(path, row)
+        save(path, row)
     return row
 
 
@@ -163,11 +165,11 @@ def tabulate(out: str, datasets: list[str], scales: list[int]) -> str:
                 if sr is None:
                     cells += ["not run"] * 3 + ["-", "-"]
                 else:
-                    cells += [f"{sr[c]['psnr']:.2f} / {sr[c]['ssim']:.4f}" for c in COLUMNS]
-                    cells += [" / ".join(str(sr[c]["iterations"]) for c in COLUMNS),
-                              " / ".join(f"{sr[c]['seconds']:.0f}" for c in COLUMNS)]
+                    cells += [f"{sr[c]['psnr']:.2f} / {sr[c]['ssim']:.4f}" if c in sr else "not run" for c in COLUMNS]
+                    cells += [" / ".join(str(sr[c]["iterations"]) if c in sr else "-" for c in COLUMNS),
+                              " / ".join(f"{sr[c]['seconds']:.0f}" if c in sr else "-" for c in COLUMNS)]
                 lines.append("| " + " | ".join(cells) + " |")
-            with_sr = [sr for _, _, sr in rows if sr is not None]
+            with_sr = [sr for _, _, sr in rows if sr is not None and set(COLUMNS) <= set(sr)]
             mean_cells = [f"**mean of {len(rows)}**",
                           fmt(np.mean([k["error_estimated"] for _, k, _ in rows]), 4),
                           fmt(np.mean([k["error_bicubic"] for _, k, _ in rows]), 4),
@@ -223,7 +225,7 @@ def main() -> None:
                               f"(bicubic {kernel_row['error_bicubic']:.4f}), {kernel_row['seconds']:.0f} s",
                               flush=True)
                     sr_file = cache_path(args.out, dataset, scale, name, "sr")
-                    if "sr" in parts and load(sr_file, stamp) is None:
+                    if "sr" in parts and not set(COLUMNS) <= set(load(sr_file, stamp) or {}):
                         row = sr_part(lr, hr, kernels, conf, scale, name, kernel_row, sr_file, stamp)
                         print(f"{dataset} x{scale} {name}: " + ", ".join(
                             f"{c} {row[c]['psnr']:.2f} dB" for c in COLUMNS), flush=True)
