@@ -34,7 +34,7 @@ from zssr_tf.config import Config
 from zssr_tf.engine import StageHistory, Trainer, next_multiple
 from zssr_tf.image_io import write_bytes_atomically
 from zssr_tf.imresize import resize_weights
-from zssr_tf.kernels import kernel_shift
+from zssr_tf.kernels import kernel_shift, wanted_center
 from zssr_tf.models.kernelgan import build_linear_generator, build_patch_discriminator, kernel_size, read_kernel
 
 SCALE = 2  # G downscales by 2; x4 is composed (`compose_x4`)
@@ -73,11 +73,6 @@ def boundary_mask(size: int) -> np.ndarray:
     margin = (size - (size // 2 + size % 2)) // 2 - 1
     mask[margin:size - margin, margin:size - margin] = 0
     return BOUNDARY_PENALTY * mask
-
-
-def wanted_center(size: int) -> float:
-    """Where correlate-then-subsample by 2 needs the kernel's centre of mass (as `kernels.kernel_shift`)."""
-    return size // 2 + 0.5 * (SCALE - size % 2)
 
 
 def significant_kernel(kernel: np.ndarray, n: int = SIGNIFICANT_TAPS) -> np.ndarray:
@@ -204,6 +199,7 @@ class KernelGAN(Trainer):
         self._bicubic_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
         self._bicubic_kernel = tf.constant(bicubic_downscale_kernel()[:, :, None, None], tf.float32)
         self._boundary_mask = tf.constant(boundary_mask(self.kernel_size), tf.float32)
+        self._wanted_center = tf.constant(wanted_center((self.kernel_size,) * 2, SCALE), tf.float32)
         self._noise = tf.random.Generator.from_seed(conf.run.seed)
         self.seconds = 0.0
 
@@ -263,7 +259,7 @@ class KernelGAN(Trainer):
             "bicubic": tf.reduce_mean(tf.square(g_output - bicubic[:, :n, :n])),
             "sum_to_one": tf.abs(1.0 - mass),
             "boundaries": tf.reduce_mean(tf.abs(kernel * self._boundary_mask)),
-            "centralized": tf.reduce_mean(tf.square(center - wanted_center(self.kernel_size))),
+            "centralized": tf.reduce_mean(tf.square(center - self._wanted_center)),
             "sparse": tf.reduce_mean(tf.pow(tf.abs(kernel) + 1e-12, SPARSE_POWER)),
         }
 

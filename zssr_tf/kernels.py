@@ -103,6 +103,12 @@ def _scale_pair(scale_factor: ScaleFactor) -> np.ndarray:
     return np.broadcast_to(sf, (2,)).copy()
 
 
+def wanted_center(shape: Sequence[int], scale_factor: ScaleFactor) -> np.ndarray:
+    """Where correlate-then-subsample needs a kernel of `shape` to have its centre of mass (see `kernel_shift`)."""
+    shape = np.asarray(shape)
+    return shape // 2 + 0.5 * (_scale_pair(scale_factor) - shape % 2)
+
+
 def kernel_shift(kernel: np.ndarray, scale_factor: ScaleFactor) -> np.ndarray:
     """Moves the kernel's centre of mass to where correlate-then-subsample needs it (the original's `kernel_shift`).
 
@@ -127,8 +133,7 @@ def kernel_shift(kernel: np.ndarray, scale_factor: ScaleFactor) -> np.ndarray:
       ValueError: if the scale factor is neither a scalar nor a pair.
     """
     k = validate_kernel(kernel)
-    shape = np.array(k.shape)
-    wanted = shape // 2 + 0.5 * (_scale_pair(scale_factor) - shape % 2)
+    wanted = wanted_center(k.shape, scale_factor)
     shift = wanted - np.array(scipy.ndimage.center_of_mass(k))
     # Zero margin first so the spline shift cannot push mass off the array; the padding moves the centre of mass by
     # `pad` as well, so shifting the padded kernel by `wanted - com` lands it at `pad + wanted`.
