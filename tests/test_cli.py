@@ -11,7 +11,7 @@ import scipy.io
 from absl import flags
 
 from tests.conftest import smooth_image
-from zssr_tf import cli
+from zssr_tf import Config, cli, presets
 from zssr_tf.image_io import read_image, write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,8 +53,8 @@ def test_entry_point_writes_the_named_output_config_and_log(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_comparison.png", "in_log.json",
                                                     "in_training.png", "in_zssr_X2.00X2.00.png"]
-    # With ground truth: the training curves and a bicubic | ZSSR | ground truth crop (3 zoomed 40x44 panels).
-    assert read_image(tmp_path / "out" / "in_comparison.png").pixels.shape == (80, 3 * 88 + 2 * 8, 3)
+    # With ground truth: the training curves and labelled bicubic | ZSSR | ground truth crops (tests/test_pictures.py).
+    assert read_image(tmp_path / "out" / "in_comparison.png").pixels.shape[1] > 3 * 160
     assert read_image(tmp_path / "out" / "in_training.png").pixels.shape[1] > 500
     assert read_image(tmp_path / "out" / "in_zssr_X2.00X2.00.png").pixels.shape == (40, 44, 3)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -77,14 +77,71 @@ def test_missing_flagfile_is_one_line(tmp_path, capsys):
     assert err.startswith("zssr: error: Unable to open flagfile") and "nope.cfg" in err
 
 
-def test_flagfile_preset_with_a_later_flag(tmp_path, capsys):
+def test_preset_by_name_with_a_later_flag(tmp_path, capsys):
     write_image(tmp_path / "in.png", smooth_image(16, 16, channels=1))
     status, _, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}",
-                          "--flagfile=flags/x2_real.cfg", *TINY, "--noise_std=0.02")
+                          "--preset", "x2_real", *TINY, "--noise_std=0.02")
     assert status == 0, err
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     z = config["zssr"]
     assert z["noise_std"] == 0.02 and z["output_flip"] is False and z["augment_min_scale"] == 0.75
+    # A flag before the preset is overridden by it, as with --flagfile.
+    flags.FLAGS.unparse_flags()
+    cli.parse_flags(["zssr", "--noise_std=0.5", "--preset=x2_real.cfg"])
+    assert cli.config_from_flags() == Config.from_preset("x2_real") == Config.from_flagfile("flags/x2_real.cfg")
+
+
+def test_presets_are_listed_and_found_by_name_only(tmp_path, capsys):
+    names = presets.preset_names()
+    assert {"quick", "x2_real", "x2_one_jump_ideal", "zsrgan_quick", "dgdml_x2"} <= set(names)
+    assert names == sorted(os.path.splitext(n)[0] for n in os.listdir(os.path.join(ROOT, "flags")))
+    status, out, _ = zssr(capsys, "--list_presets")
+    assert status == 0 and all(f"\n  {name}\n" in out for name in names)
+    assert "small, fast x2 run" in out  # what each is for, from its comment
+    for bad in ("nope", "../flags/quick", "flags/quick.cfg"):
+        status, _, err = zssr(capsys, "--input=examples/astronaut.png", f"--preset={bad}")
+        assert status == 2 and err.count("\n") == 1 and "no preset named" in err and "x2_real" in err
+    (tmp_path / "mine.cfg").write_text("--preset=quick\n")  # --preset is read on the command line only
+    status, _, err = zssr(capsys, "--input=examples/astronaut.png", f"--flagfile={tmp_path / 'mine.cfg'}")
+    assert status == 2 and err.count("\n") == 1 and "--preset inside a flagfile" in err
+
+
+def test_help_lists_every_flag_of_ours_in_sections_and_exits_0(capsys):
+    ours = [flag.name for flag in flags.FLAGS.flags_by_module_dict()["zssr_tf.cli"]]
+    assert len(ours) == len(set(ours)) > 100
+    listed = [name for _, names in cli.HELP_SECTIONS for name in names]
+    assert sorted(listed) == sorted(set(ours) - set(cli._ALIASES))  # each flag once (an alias beside its flag)
+    for arg in ("--help", "-h", "--helpshort"):
+        status, out, _ = zssr(capsys, arg)
+        assert status == 0
+        lines = out.splitlines()
+        assert lines[0].startswith("Zero-shot super-resolution")
+        titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
+        assert titles == [title for title, _ in cli.HELP_SECTIONS]
+        assert all(f"  --{name}" in out or f"  --[no]{name}" in out for name in listed)
+    assert "  --max_iters=3000\n" in out and "  --precision=auto (one of: auto, float32" in out
+    status, out, _ = zssr(capsys, "--helpfull")  # absl's and TensorFlow's flags too
+    assert status == 0 and "--max_iters" in out and "--verbosity" in out
+
+
+def test_help_needs_no_tensorflow_and_a_run_prints_no_tensorflow_start_up_lines(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import sys; from zssr_tf import cli; sys.argv = ['zssr', "
+                             "'--help']; cli.run()"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0 and "Input and output:" in result.stdout
+    result = subprocess.run([sys.executable, "-c", "from zssr_tf import cli; import sys; "
+                             "sys.exit('tensorflow' in sys.modules)"], cwd=ROOT, timeout=60)
+    assert result.returncode == 0  # --help, --list_presets and flag errors answer in a second
+    # The default environment: no TF_CPP_MIN_LOG_LEVEL of the user's.
+    write_image(tmp_path / "in.png", smooth_image(16, 18))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "zssr_tf", f"--input={tmp_path / 'in.png'}",
+                             f"--output_dir={tmp_path / 'out'}", *TINY], capture_output=True, text=True, cwd=ROOT,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "engine.py" in first and "iteration 0" in first, first  # our first log line comes first
+    for start_up in ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "cuInit", "cuda_dnn"):
+        assert start_up not in result.stderr
 
 
 def test_folder_run_with_quick_preset_keeps_gray_rgba_and_16_bit(tmp_path, capsys):

@@ -1,21 +1,30 @@
 """The command line: absl flags -> Config -> `app.run`. The only module that imports absl.flags.
 
 Every `Config` field is a flag (`config.FLAG_FIELDS`, generated from the dataclasses, so the two never drift apart;
-`--method` picks the method); presets are flagfiles:
-`zssr --flagfile=flags/x2_real.cfg --noise_std=0.02 --input=img.png --output_dir=out` (the later flag wins). Bad
-input ends with one line on stderr and exit status 1 (2 for bad flags).
+`--method` picks the method); presets are flagfiles, named by `--preset`:
+`zssr --preset=x2_real --noise_std=0.02 --input=img.png --output_dir=out` (the later flag wins; `--flagfile=PATH`
+reads a file of your own). Bad input ends with one line on stderr and exit status 1 (2 for bad flags).
+
+`--help`, `--list_presets` and flag errors answer without importing TensorFlow (seconds of start-up); the commands
+that run import it with its start-up lines silenced (`_import_tensorflow_quietly`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
+import tempfile
+import textwrap
+from typing import Iterator
 
 from absl import app as absl_app
 from absl import flags
 
-from zssr_tf import app
-from zssr_tf.config import DEFAULTS, FIELD_CHOICES, FIELD_HELP, FLAG_NAMES, Config, ConfigError, format_value
+from zssr_tf import presets
+from zssr_tf.config import DEFAULTS, FIELD_CHOICES, FIELD_HELP, FLAG_GROUP, FLAG_NAMES, Config, ConfigError, \
+    format_value
 from zssr_tf.image_io import ImageError
 from zssr_tf.kernels import KernelError
 
@@ -41,6 +50,9 @@ flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summari
                      "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
 flags.DEFINE_string("output", None, "zssr pretrain: the .keras file the pretrained network is saved as (its "
                     "resumable checkpoints go to <output without .keras>_checkpoint/).")
+flags.DEFINE_string("preset", None, "A preset by name (zssr --list_presets: quick, x2_real, ...): the same as "
+                    "--flagfile=<that preset's file> at this place among the flags, so later flags override it.")
+flags.DEFINE_boolean("list_presets", False, "List the presets (--preset=NAME) with what each is for, and exit.")
 flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained networks and optimizers (of the "
                      "last stage) as the checkpoint folder <output_dir>/<image name>_<method>_checkpoint, which "
                      "--init_weights can start other runs from.")
@@ -62,7 +74,9 @@ def _define_config_flags() -> None:
 
 
 _define_config_flags()
-flags.DEFINE_alias("arch", "pretrain_arch")
+_ALIASES = {"arch": "pretrain_arch"}
+for _alias, _target in _ALIASES.items():
+    flags.DEFINE_alias(_alias, _target)
 
 
 def config_from_flags() -> Config:
@@ -75,16 +89,47 @@ def _fail(message: str, status: int = 1) -> None:
     sys.exit(status)
 
 
+HELP_FLAGS = ("-h", "-?", "-help", "--help", "--helpshort")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with a one-line error instead of absl's usage dump."""
+    """absl flag parsing with a one-line error instead of absl's usage dump; `--help` is ours (grouped, exit 0) and
+    `--preset=NAME` becomes `--flagfile=<its file>` in place."""
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print(grouped_help())
+        sys.exit(0)
+    if "--helpfull" in argv[1:]:  # every flag of every module (absl's, TensorFlow's): absl's text, but exit 0
+        print(USAGE + "\n" + FLAGS.get_help())
+        sys.exit(0)
     try:
-        return FLAGS(argv)
+        argv = list(_expand_presets(argv))
+    except ValueError as e:
+        _fail(str(e), 2)
+    try:
+        remaining = FLAGS(argv)
     except flags.Error as e:
         _fail(str(e).splitlines()[0].removeprefix("ERROR::").strip(), 2)  # absl's prefix on flagfile errors
-    return []
+    if FLAGS.preset is not None:  # only a flagfile can have set it: presets are expanded before parsing
+        _fail("--preset inside a flagfile is not read: name the preset's file with --flagfile=PATH there", 2)
+    return remaining
+
+
+def _expand_presets(argv: list[str]) -> Iterator[str]:
+    """`--preset=NAME` (or `--preset NAME`) -> `--flagfile=<path of preset NAME>`; other arguments unchanged."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--preset":
+            arg = f"--preset={next(args, '')}"
+        if arg.startswith("--preset="):
+            yield f"--flagfile={presets.preset_path(arg.removeprefix('--preset='))}"
+        else:
+            yield arg
 
 
 def main(argv: list[str]) -> None:
+    if FLAGS.list_presets:
+        _list_presets()
+        return
     commands = {"pretrain": _pretrain, "estimate-kernel": _estimate_kernel}
     if len(argv) == 2 and argv[1] in commands:
         commands[argv[1]]()
@@ -101,6 +146,7 @@ def main(argv: list[str]) -> None:
     if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):
         _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
               "<name>_<i>.mat and <name>_depth.png", 2)
+    app = _import_app()
     try:
         conf = config_from_flags()
         if estimate:
@@ -124,10 +170,61 @@ def main(argv: list[str]) -> None:
         _fail(f"{len(failed)} of {len(results)} images failed ({', '.join(failed)}); see results.csv")
 
 
+def _list_presets() -> None:
+    width = min(shutil.get_terminal_size().columns, 100)
+    print(f"Presets (zssr --preset=NAME; the files are in {presets.preset_dir()}):")
+    for name in presets.preset_names():
+        print(f"  {name}")
+        print(_indented(presets.preset_summary(name), width))
+
+
+# Start-up lines TensorFlow's C++ code writes to stderr while it loads, whatever TF_CPP_MIN_LOG_LEVEL says: they
+# come before absl::InitializeLog, which is what applies the level (e.g. "cudart_stub.cc:31] Could not find cuda
+# drivers" on every machine without a GPU, cuDNN/cuBLAS "Unable to register factory" on many with one).
+_STARTUP_LOG_LINE = re.compile(r"(WARNING: All log messages before absl::InitializeLog\(\)"
+                               r"|[IWE]\d{4} [\d:. ]+\S+:\d+\]"  # absl C++ log lines: I0000 00:00:17.9 4185 file:31]
+                               r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] \S+:\d+\]"  # TF's older log format
+                               r"|To enable the following instructions:)")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and finds its devices with its start-up lines dropped (they are noise for a user), unless
+    TF_CPP_MIN_LOG_LEVEL asks for them (0 or 1). Everything else written meanwhile (Python warnings, a failing
+    import's messages) still reaches stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        return
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)  # the C++ code writes to file descriptor 2, not to sys.stderr
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # loads CUDA, which logs too
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not _STARTUP_LOG_LINE.match(line):
+                    sys.stderr.write(line)
+
+
+def _import_app():
+    """`zssr_tf.app`, imported (with TensorFlow) only when a command runs."""
+    _import_tensorflow_quietly()
+    from zssr_tf import app
+
+    return app
+
+
 def _pretrain() -> None:
     """`zssr pretrain --input=DIR --output=NET.keras [--arch=vdsr|zssr]`."""
     if not FLAGS.input or not FLAGS.output:
         _fail("zssr pretrain needs --input=DIR (HR training images) and --output=NET.keras", 2)
+    _import_tensorflow_quietly()
     from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
 
     values = {name: FLAGS[name].value for name in FLAG_NAMES}
@@ -155,6 +252,7 @@ def _estimate_kernel() -> None:
     # Unused here (a preset's may be for other stages): one per scale factor.
     values["back_projection_iters"] = ",".join("0" for _ in str(values["scale_factors"]).split(","))
     folder = os.path.isdir(FLAGS.input)
+    app = _import_app()
     try:
         conf = Config.from_dict({**values, "estimate_kernels": True})
         paths = [path for path, _, _ in app.find_inputs(FLAGS.input, 1)] if folder else [FLAGS.input]
@@ -179,7 +277,8 @@ def _estimate_kernel() -> None:
         _fail(f"{len(failed)} of {len(paths)} images failed ({', '.join(map(os.path.basename, failed))})")
 
 
-def _summary(result: app.RunResult) -> str:
+def _summary(result) -> str:
+    """The line printed for one image's `app.RunResult`."""
     if result.status != "done":
         return f"{result.name}: {result.status}"
     text = f"{result.name}: wrote {', '.join(result.outputs)} in {result.seconds:.1f} s " \
@@ -195,21 +294,76 @@ def _summary(result: app.RunResult) -> str:
 
 USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) of an image or a folder of images.
 
-  zssr --input=IMG_OR_DIR --output_dir=DIR [--method=zssr|zsrgan|dgdml] [--flagfile=flags/NAME.cfg]
+  zssr --input=IMG_OR_DIR --output_dir=DIR [--preset=NAME] [--method=zssr|zsrgan|dgdml] [--any_flag=VALUE]
        [--ground_truth=HR] [--kernels=K.mat] [--depth_map=DEPTH.png] ... [--tensorboard] [--export_model]
        [--init_weights=CHECKPOINT_DIR|NET.keras]
   zssr estimate-kernel --input=IMG_OR_DIR --output_dir=DIR [--scale=2|4]   (KernelGAN: <name>_kernel_x2.mat;
        zssr --kernels=estimate ... estimates and super-resolves in one run)
   zssr pretrain --input=DIR_OF_HR_IMAGES --output=NET.keras [--arch=vdsr|zssr] [--scale_factors=2]
        [--pretrain_steps=N]   (then --backbone=NET.keras for vdsr, --init_weights=NET.keras for zssr)
+  zssr --list_presets     the presets, with what each is for
+  zssr --help             this: every flag of ours, in sections (--helpfull: absl's and TensorFlow's too)
 """
+
+
+# The sections of `zssr --help`: the command's own flags, then the config fields not named by their group.
+HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Input and output", ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "preset",
+                          "list_presets", "tensorboard", "export_model", "name", "progress", "display_every",
+                          "max_output_megapixels")),
+    ("Method and task", ("method", "scale_factors", "downscale_method", "upscale_method", "downscale_gt_method",
+                         "estimate_kernels", "noise_std", "back_projection_iters", "output_flip", "init_weights",
+                         "width", "depth", "init_variance", "learn_residual", "upsampler", "backbone",
+                         "perceptual_weight", "perceptual_layers", "perceptual_every", "vgg_weights")),
+    ("Training (ZSSR; ZSRGAN and DGDML-SR have their own below)", (
+        "seed", "max_iters", "min_iters", "learning_rate", "min_learning_rate", "learning_rate_change_ratio",
+        "learning_rate_policy_check_every", "learning_rate_slope_range", "run_test", "run_test_every", "crop_size",
+        "init_net_for_each_sf")),
+    ("Augmentation (how HR fathers are cut from the image)", tuple(
+        name for name in FLAG_NAMES if FLAG_GROUP[name] == "zssr" and name.startswith("augment_"))),
+    ("Speed and memory", ("precision", "pipeline", "jit_compile", "tile_size")),
+    ("ZSRGAN (--method=zsrgan)", tuple(name for name in FLAG_NAMES if FLAG_GROUP[name] == "zsrgan")),
+    ("DGDML-SR (--method=dgdml)", tuple(name for name in FLAG_NAMES if FLAG_GROUP[name] == "dgdml")),
+    ("Kernel estimation (zssr estimate-kernel, --kernels=estimate)", (
+        "scale", *(name for name in FLAG_NAMES if FLAG_GROUP[name] == "kernelgan"))),
+    ("zssr pretrain", ("output", *(name for name in FLAG_NAMES if FLAG_GROUP[name] == "pretrain"))),
+)
+
+
+def _flag_help(name: str, width: int) -> str:
+    flag = FLAGS[name]
+    if isinstance(flag, flags.BooleanFlag):
+        head = f"  --[no]{name} (default: {'true' if flag.default else 'false'})"
+    else:
+        default = "" if flag.default is None else "=" + flag.default_as_str.strip("'")
+        choices = f" (one of: {', '.join(flag.parser.enum_values)})" if isinstance(flag, flags.EnumFlag) else ""
+        head = f"  --{name}{default}{choices}"
+    aliases = [alias for alias, target in _ALIASES.items() if target == name]
+    if aliases:
+        head += f" (also --{', --'.join(aliases)})"
+    return head + "\n" + _indented(re.sub(r"^<[^>]*>: ", "", flag.help), width)  # absl's "<a|b>: " of enums
+
+
+def _indented(text: str, width: int) -> str:
+    return textwrap.fill(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def grouped_help() -> str:
+    """`zssr --help`: the usage, then every flag of ours in sections, each with its default and help."""
+    width = min(shutil.get_terminal_size().columns, 100)
+    parts = [USAGE]
+    for title, names in HELP_SECTIONS:
+        parts.append(f"{title}:\n" + "\n".join(_flag_help(name, width) for name in names) + "\n")
+    parts.append("--flagfile=PATH reads flags from a file (a preset of your own). zssr --helpfull also lists absl's "
+                 "and TensorFlow's flags.")
+    return "\n".join(parts)
 
 
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
-    # --help/--helpshort list the main module's key flags: make ours the key flags of whatever script started us.
-    for name in ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "tensorboard",
-                 "export_model", "output", "scale", *FLAG_NAMES):
-        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-    sys.modules["__main__"].__doc__ = USAGE
-    absl_app.run(main, flags_parser=parse_flags)
+    try:
+        absl_app.run(main, flags_parser=parse_flags)
+    except BrokenPipeError:  # `zssr --help | head`: the reader left; nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        sys.exit(1)

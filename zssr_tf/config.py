@@ -31,6 +31,7 @@ from zssr_tf.imresize import KERNEL_NAMES
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("auto", "host", "device")
 METHOD_NAMES = ("zssr", "zsrgan", "dgdml")
+METHOD_TITLES = {"zssr": "ZSSR", "zsrgan": "ZSRGAN", "dgdml": "DGDML-SR"}  # as the papers write them
 VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv1", "block3_conv3", "block4_conv3", "block5_conv3")
 VGG16_CONV_LAYERS = tuple(f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
                           for c in range(1, n + 1))
@@ -620,6 +621,13 @@ class Config:
         values = read_flagfile(path)
         values.update(overrides)
         return cls.from_dict(values)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Config:
+        """Reads the preset named `name` (`zssr --list_presets`: quick, x2_real, ...); keyword overrides win."""
+        from zssr_tf.presets import preset_path
+
+        return cls.from_flagfile(preset_path(name), **overrides)
 
 
 def _flag_fields() -> dict[str, tuple[str | None, str]]:
