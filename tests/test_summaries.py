@@ -3,6 +3,7 @@
 import collections
 import glob
 import json
+import logging
 import os
 
 import numpy as np
@@ -126,7 +127,7 @@ def test_checkpoint_round_trip_restores_networks_and_optimizers_exactly(tiny_con
     assert int(fine_tuned.optimizer.iterations) == 0
 
 
-def test_command_line_writes_event_files_and_the_network(tmp_path, capsys):
+def test_command_line_writes_event_files_and_the_network(tmp_path, capsys, caplog):
     write_image(tmp_path / "in.png", smooth_image(16, 18))
     status, out, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}", *TINY,
                             "--tensorboard", "--export_model")
@@ -139,9 +140,11 @@ def test_command_line_writes_event_files_and_the_network(tmp_path, capsys):
 
     # Fine-tune from it: starts where the export ended.
     checkpoint = tmp_path / "out" / "in_zssr_checkpoint"
+    caplog.set_level(logging.INFO)
     status, _, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'again'}", *TINY,
-                          f"--init_weights={checkpoint}")
+                          f"--init_weights={checkpoint}", "--verbosity=0")  # absl: INFO, as the command shows
     assert status == 0, err
+    assert f"in: loaded the weights of the generator from {checkpoint}" in caplog.text  # the log says so
     config = json.loads((tmp_path / "again" / "config.json").read_text())
     assert config["run"]["init_weights"] == str(checkpoint)
 

@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from zssr_tf import kernel_estimation, metrics, pictures
-from zssr_tf.config import Config
+from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
@@ -137,11 +137,13 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         result.psnr_y = metrics.psnr(result.image, trainer.gt_per_sf)
         result.psnr_y_shaved = metrics.psnr(result.image, trainer.gt_per_sf,
                                             border=math.ceil(max(conf.task.final_scale_factor)))
-        pictures.plot_training(trainer.history, os.path.join(output_dir, f"{name}_training.png"))
+        rgb_psnr = metrics.psnr_of_mse(float(np.mean((result.image - trainer.gt_per_sf) ** 2)))  # as the curve's
+        pictures.plot_training(trainer.history, os.path.join(output_dir, f"{name}_training.png"),
+                               final_psnr=(rgb_psnr, result.psnr_y), final_test=_final_test(trainer))
         bicubic = imresize(color, conf.task.final_scale_factor, output_shape=result.image.shape[:2],
                            kernel=conf.task.upscale_method)
         pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
-                                 os.path.join(output_dir, f"{name}_comparison.png"))
+                                 os.path.join(output_dir, f"{name}_comparison.png"), METHOD_TITLES[conf.method])
     log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or kernel_files),
            "depth": depth, "method": conf.method,
            **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"}, "report": trainer.report,
@@ -150,6 +152,14 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         log["kernel_estimation"] = dataclasses.asdict(estimate.history)
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
     return result
+
+
+def _final_test(trainer) -> str:
+    """What the trainer's final test did to the network's output, in words for the training plot."""
+    parts = ["median of the rotations and mirrors"] if trainer.output_flip else []
+    if trainer.back_projection_iters:
+        parts.append(f"{trainer.back_projection_iters} back-projections")
+    return ", ".join(parts) or "one pass of the network"
 
 
 @dataclasses.dataclass

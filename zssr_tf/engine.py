@@ -305,7 +305,7 @@ class Trainer:
         """Sets the networks from `run.init_weights` (a checkpoint of `export_model`, or a generator file)."""
         if self.conf.run.init_weights:
             restored = restore_networks(self.networks, self.conf.run.init_weights)
-            logging.info("%s: the %s start from %s", self.conf.run.name, " and ".join(restored),
+            logging.info("%s: loaded the weights of the %s from %s", self.conf.run.name, " and ".join(restored),
                          self.conf.run.init_weights)
 
     def export_model(self, path: str | os.PathLike) -> None:

@@ -1,5 +1,5 @@
-"""Pictures of a run: with ground truth, its training curves and a bicubic | SR | ground truth comparison; an
-estimated kernel as a heat map.
+"""Pictures of a run, readable without the README: with ground truth, its training curves and a labelled
+bicubic | SR | ground truth comparison; an estimated kernel as a heat map.
 
 All are PNG files written atomically. The figures are a bare `matplotlib.figure.Figure`, not pyplot: it draws
 off-screen without a display and leaves the caller's backend alone (a notebook keeps showing its own figures).
@@ -8,70 +8,120 @@ off-screen without a display and leaves the caller's backend alone (a notebook k
 from __future__ import annotations
 
 import io
+import math
 import os
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from zssr_tf.image_io import write_bytes_atomically, write_image
-from zssr_tf.metrics import psnr_of_mse
+from zssr_tf.image_io import write_bytes_atomically
+from zssr_tf.metrics import psnr, psnr_of_mse
+
+MIN_PANEL_PIXELS = 160  # width of a comparison panel at least, so that its label fits
 
 
-def plot_training(history: Sequence, path: str | os.PathLike) -> None:
-    """Reconstruction error, true PSNR and learning-rate drops over the iterations of every stage.
+def plot_training(history: Sequence, path: str | os.PathLike, final_psnr: tuple[float, float] | None = None,
+                  final_test: str = "the final test") -> None:
+    """`training_figure`, written as a PNG."""
+    _save(training_figure(history, final_psnr, final_test), path)
+
+
+def training_figure(history: Sequence, final_psnr: tuple[float, float] | None = None,
+                    final_test: str = "the final test") -> Figure:
+    """Reconstruction error and PSNR against the ground truth over the iterations of every stage, with the
+    learning-rate drops and the stage boundaries drawn, and the final output's PSNR marked.
 
     Args:
       history: the trainer's `StageHistory` list (its `test_steps`, `reconstruction_mse`, `true_mse`,
         `learning_rate_change_iters`, `iterations`, `scale_factor`).
-      path: the PNG to write.
+      final_psnr: (RGB, Y) PSNR of the final output against the ground truth, or None.
+      final_test: what made the final output from the network (e.g. its self-ensemble and back-projections),
+        which is why it scores above the curve's single passes.
     """
-    figure = Figure(figsize=(11, 3.6))
+    figure = Figure(figsize=(12, 4.2))
     error_axis, psnr_axis = figure.subplots(1, 2)
     offset = 0
-    for stage in history:
+    for index, stage in enumerate(history):
         label = "x".join(f"{s:g}" for s in stage.scale_factor)
         steps = np.add(stage.test_steps, offset)
-        error_axis.semilogy(steps, stage.reconstruction_mse, label=f"reconstruction MSE, {label}")
+        error_axis.plot(steps, stage.reconstruction_mse, marker=".", label=f"stage {label}")
         if stage.true_mse:
-            psnr_axis.plot(steps, [psnr_of_mse(m) for m in stage.true_mse], label=f"true PSNR, {label}")
+            psnr_axis.plot(steps, [psnr_of_mse(m) for m in stage.true_mse], marker=".",
+                           label=f"one pass of the network, stage {label}")
         for axis in (error_axis, psnr_axis):
             for drop in stage.learning_rate_change_iters:
-                axis.axvline(offset + drop, color="grey", linestyle=":", linewidth=1)
-            if offset:
+                axis.axvline(offset + drop, color="grey", linestyle=":", linewidth=1.2)
+            if index:
                 axis.axvline(offset, color="black", linestyle="--", linewidth=1)
         offset += stage.iterations
-    error_axis.set(xlabel="iteration (dotted: learning rate / 10)", title="reconstruction of the input from its son")
-    psnr_axis.set(xlabel="iteration", ylabel="dB", title="network output vs ground truth (before the final test)")
+    # Legend entries for the vertical lines, once each.
+    drops = any(stage.learning_rate_change_iters for stage in history)
     for axis in (error_axis, psnr_axis):
+        if drops:
+            axis.plot([], [], color="grey", linestyle=":", label="learning rate / 10")
+        if len(history) > 1:
+            axis.plot([], [], color="black", linestyle="--", label="next stage starts")
+    errors = [m for stage in history for m in stage.reconstruction_mse if m > 0]
+    if errors and max(errors) > 10 * min(errors):  # a log axis only where it shows something: over a decade
+        error_axis.set_yscale("log")
+    else:
+        error_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    error_axis.set(xlabel="iteration", ylabel="mean squared error",
+                   title="quick test: the input reconstructed from its downscaled son")
+    if final_psnr is not None:
+        rgb, y = final_psnr
+        psnr_axis.plot([offset], [rgb], marker="*", markersize=14, color="crimson", linestyle="none",
+                       label=f"final output ({final_test}): {rgb:.2f} dB\n"
+                             f"(the printed Y-PSNR, of the luma only: {y:.2f} dB)")
+    psnr_axis.set(xlabel="iteration", ylabel="PSNR (dB, RGB)", title="against the ground truth")
+    for axis, corner in ((error_axis, "upper right"), (psnr_axis, "best")):
         axis.grid(alpha=0.3)
         if axis.lines:
-            axis.legend(fontsize=7)
+            axis.legend(fontsize=7, loc=corner)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    write_bytes_atomically(path, buffer.getvalue())
+    return figure
 
 
 def comparison_crop(bicubic: np.ndarray, sr: np.ndarray, gt: np.ndarray, path: str | os.PathLike,
-                    crop_size: int = 96, zoom: int = 2) -> None:
-    """Side-by-side crops (bicubic | SR | ground truth) around the image centre, zoomed with nearest neighbours.
+                    method: str = "ZSSR", crop_size: int = 96, zoom: int = 2) -> None:
+    """`comparison_figure`, written as a PNG."""
+    _save(comparison_figure(bicubic, sr, gt, method, crop_size, zoom), path)
+
+
+def comparison_figure(bicubic: np.ndarray, sr: np.ndarray, gt: np.ndarray, method: str = "ZSSR",
+                      crop_size: int = 96, zoom: int = 2) -> Figure:
+    """Side-by-side crops (bicubic | the method | ground truth) around the image centre, zoomed with nearest
+    neighbours, each titled with its Y-PSNR over the whole image (the figure the command prints).
 
     Args:
       bicubic, sr, gt: H x W x C float images in [0, 1] of the same size.
-      path: the PNG to write.
+      method: the method's name, the middle panel's title.
       crop_size: side of the crop in HR pixels (smaller images are shown whole).
-      zoom: nearest-neighbour magnification, so that pixels stay visible.
+      zoom: nearest-neighbour magnification, so that pixels stay visible (more where the crop is narrow).
     """
     h, w = gt.shape[:2]
     size_y, size_x = min(crop_size, h), min(crop_size, w)
     top, left = (h - size_y) // 2, (w - size_x) // 2
-    gap = np.ones((size_y * zoom, 4 * zoom, gt.shape[2]), np.float32)
-    panels = []
-    for image in (bicubic, sr, gt):
-        crop = image[top:top + size_y, left:left + size_x]
-        panels += [np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1), gap]
-    write_image(path, np.concatenate(panels[:-1], axis=1))
+    zoom = max(zoom, math.ceil(MIN_PANEL_PIXELS / size_x))  # room for the labels under small images
+    dpi = 100
+    panel_w, panel_h = size_x * zoom / dpi, size_y * zoom / dpi
+    figure = Figure(figsize=(3 * panel_w + 0.6, panel_h + 1.0), dpi=dpi)
+    panels = (("bicubic", bicubic, f"Y-PSNR {psnr(bicubic, gt):.2f} dB"),
+              (method, sr, f"Y-PSNR {psnr(sr, gt):.2f} dB"), ("ground truth", gt, "(the reference)"))
+    for axis, (title, image, under) in zip(figure.subplots(1, 3), panels):
+        crop = np.clip(image[top:top + size_y, left:left + size_x], 0, 1)
+        gray = crop.shape[2] == 1
+        axis.imshow(crop[..., 0] if gray else crop, cmap="gray" if gray else None, vmin=0, vmax=1,
+                    interpolation="nearest")
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(under, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(f"centre {size_y}x{size_x} pixels, zoomed x{zoom}; PSNR of the whole image", fontsize=8,
+                    y=0.02, va="bottom")
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return figure
 
 
 def plot_kernel(kernel: np.ndarray, path: str | os.PathLike, title: str) -> None:
@@ -93,6 +143,10 @@ def plot_kernel(kernel: np.ndarray, path: str | os.PathLike, title: str) -> None
     axis.set(title=f"{title}\n{kernel.shape[0]}x{kernel.shape[1]}, sum {mass:.3f}", xlabel="column", ylabel="row")
     axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
+    _save(figure, path)
+
+
+def _save(figure: Figure, path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     write_bytes_atomically(path, buffer.getvalue())
