@@ -8,6 +8,7 @@ assignments of the cell tagged "parameters". Colab-only cells are switched off b
 import json
 import os
 import re
+import tomllib
 
 import numpy as np
 import pytest
@@ -56,15 +57,28 @@ def output_text(cell):
                    if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
+def repository_url():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"]
+
+
 @pytest.mark.parametrize("path", [QUICKSTART, PORTING], ids=os.path.basename)
 def test_committed_clean(path):
-    """Committed with outputs cleared, a tagged parameters cell that defaults to the quick preset, no addresses."""
+    """Committed with outputs cleared, a tagged parameters cell that defaults to the quick preset, no addresses but
+    the project's own: an "Open in Colab" badge for this notebook and the repository Colab installs from."""
     notebook = load_json(path)
+    repo = repository_url()
+    owner_name = repo.removeprefix("https://github.com/")
+    badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research."
+             f"google.com/github/{owner_name}/blob/main/notebooks/{os.path.basename(path)})")
+    assert badge in source(notebook["cells"][0])
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
-        assert "://" not in source(cell), "no network addresses in notebooks"
+        rest = source(cell).replace(badge, "").replace(f'os.environ.get("ZSSR_REPO_URL", "{repo}")', "")
+        assert "://" not in rest, "no network addresses in notebooks but the project's"
     parameters = source(tagged(notebook, "parameters"))
+    assert f'REPO_URL = os.environ.get("ZSSR_REPO_URL", "{repo}")' in parameters
     assert re.search(r"^IN_COLAB = \"google\.colab\" in sys\.modules", parameters, re.MULTILINE)
     assert re.search(r"^PRESET = \"quick\"", parameters, re.MULTILINE)
 
