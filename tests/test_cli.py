@@ -111,26 +111,86 @@ def test_help_lists_every_flag_of_ours_in_sections_and_exits_0(capsys):
     assert len(ours) == len(set(ours)) > 100
     listed = [name for _, names in cli.HELP_SECTIONS for name in names]
     assert sorted(listed) == sorted(set(ours) - set(cli._ALIASES))  # each flag once (an alias beside its flag)
-    for arg in ("--help", "-h", "--helpshort"):
-        status, out, _ = zssr(capsys, arg)
-        assert status == 0
+    for arg in ("--help", "-h", "--helpshort", "-help", "--help=true", "-?"):
+        status, out, _ = zssr(capsys, "--input=x.png", arg)
+        assert status == 0, arg
         lines = out.splitlines()
         assert lines[0].startswith("Zero-shot super-resolution")
         titles = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
         assert titles == [title for title, _ in cli.HELP_SECTIONS]
         assert all(f"  --{name}" in out or f"  --[no]{name}" in out for name in listed)
     assert "  --max_iters=3000\n" in out and "  --precision=auto (one of: auto, float32" in out
-    status, out, _ = zssr(capsys, "--helpfull")  # absl's and TensorFlow's flags too
-    assert status == 0 and "--max_iters" in out and "--verbosity" in out
+    for arg in ("--helpfull", "-helpfull"):
+        status, out, _ = zssr(capsys, arg)  # absl's own flags too
+        assert status == 0 and "--max_iters" in out and "--verbosity" in out
+    # After `--` nothing is a flag: no help, no preset.
+    status, _, err = zssr(capsys, "--input=x.png", "--", "--help")
+    assert status == 2 and "unexpected arguments: --help" in err
+    assert cli._expand_presets(["zssr", "-preset=quick", "--", "--preset=nope"]) == [
+        "zssr", f"--flagfile={presets.preset_path('quick')}", "--", "--preset=nope"]
 
 
-def test_help_needs_no_tensorflow_and_a_run_prints_no_tensorflow_start_up_lines(tmp_path):
-    result = subprocess.run([sys.executable, "-c", "import sys; from zssr_tf import cli; sys.argv = ['zssr', "
-                             "'--help']; cli.run()"], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert result.returncode == 0 and "Input and output:" in result.stdout
-    result = subprocess.run([sys.executable, "-c", "from zssr_tf import cli; import sys; "
-                             "sys.exit('tensorflow' in sys.modules)"], cwd=ROOT, timeout=60)
-    assert result.returncode == 0  # --help, --list_presets and flag errors answer in a second
+FAKE_TENSORFLOW = """
+import os, sys
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n"
+            b"I0000 00:00:1796158643.517903    4185 cudart_stub.cc:31] Could not find cuda drivers\\n")
+print("a Python warning", file=sys.stderr)
+if os.environ.get("FAIL"):
+    raise ImportError("libcudart.so.12: cannot open shared object file")
+
+class config:
+    loaded = False
+
+    @classmethod
+    def list_physical_devices(cls):
+        if not cls.loaded:  # CUDA logs when it loads
+            os.write(2, b"E0000 00:00:1796158650.563887    4185 cuda_platform.cc:52] failed call to cuInit\\n")
+        cls.loaded = True
+        return []
+"""
+
+
+def test_tensorflow_start_up_lines_are_dropped_unless_the_import_fails_or_level_0_asks(tmp_path):
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
+    code = ("from zssr_tf import cli; cli._import_tensorflow_quietly(); import tensorflow as tf; "
+            "tf.config.list_physical_devices(); print('imported')")  # what the app's import does next
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), ROOT])
+
+    def stderr_of(**extra):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                                env={**env, **extra}, timeout=60)
+        return result.returncode, result.stdout, result.stderr
+
+    status, out, err = stderr_of()
+    assert status == 0 and out == "imported\n" and err == "a Python warning\n"  # the rest was start-up noise
+    status, out, err = stderr_of(TF_CPP_MIN_LOG_LEVEL="0")  # everything
+    assert status == 0 and "cudart_stub.cc" in err and "cuInit" in err and "InitializeLog" in err
+    status, out, err = stderr_of(FAIL="1")  # a failing import shows all it wrote, then its error
+    assert status == 1 and "cudart_stub.cc" in err and "InitializeLog" in err and "libcudart.so.12" in err
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`zssr --help | head -1`: the reader goes away; no traceback, no 'Exception ignored'."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe fails at once
+    result = subprocess.run([sys.executable, "-m", "zssr_tf", "--help"], stdout=write_end, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, timeout=60)
+    os.close(write_end)
+    assert result.returncode == 1 and result.stderr == ""
+
+
+def test_help_presets_and_bad_values_need_no_tensorflow_and_a_run_prints_no_start_up_lines(tmp_path):
+    # --help, --list_presets and errors in flag values answer without TensorFlow's seconds of start-up.
+    check = ("import atexit, sys; atexit.register(lambda: print('tensorflow' in sys.modules, file=sys.stderr)); "
+             "from zssr_tf import cli; sys.argv = ['zssr', *sys.argv[1:]]; cli.run()")
+    for args, status in ((["--help"], 0), (["--list_presets"], 0), (["--input=x.png", "--max_iters=0"], 1),
+                         (["pretrain", "--input=d", "--output=n.keras", "--pretrain_steps=0"], 1),
+                         (["estimate-kernel", "--input=x.png", "--kernelgan_max_iters=0"], 1)):
+        result = subprocess.run([sys.executable, "-c", check, *args], capture_output=True, text=True, cwd=ROOT,
+                                timeout=60)
+        assert result.returncode == status and result.stderr.splitlines()[-1] == "False", (args, result.stderr)
     # The default environment: no TF_CPP_MIN_LOG_LEVEL of the user's.
     write_image(tmp_path / "in.png", smooth_image(16, 18))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

@@ -6,6 +6,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+
+import pytest
 
 from zssr_tf import presets
 
@@ -26,6 +29,33 @@ def test_pyproject_lists_every_package_and_ships_the_presets():
     assert setuptools["package-data"]["zssr_tf.flags"] == ["*.cfg"]
     assert all(os.path.exists(os.path.join(ROOT, "zssr_tf", p.split("/")[0]))
                for p in setuptools["package-data"]["zssr_tf"])
+
+
+def test_the_wheel_holds_every_module_the_presets_and_the_command(tmp_path):
+    """Builds the wheel `pip install` would install (from a copy of the sources, offline) and reads its files."""
+    setuptools = pytest.importorskip("setuptools", minversion="61", reason="pyproject.toml metadata needs setuptools 61")
+    if tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1):  # from 70.1 setuptools builds wheels itself
+        pytest.importorskip("wheel", reason="this setuptools builds wheels with the wheel package")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), source)
+    for name in ("zssr_tf", "flags"):
+        shutil.copytree(os.path.join(ROOT, name), source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel_path,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel_path) as wheel:
+        files = set(wheel.namelist())
+        entry_points = next(wheel.read(n).decode() for n in files if n.endswith(".dist-info/entry_points.txt"))
+    modules = {os.path.relpath(os.path.join(folder, name), ROOT).replace(os.sep, "/")
+               for folder, _, names in os.walk(os.path.join(ROOT, "zssr_tf")) for name in names
+               if name.endswith(".py")}
+    assert modules <= files
+    assert {f"zssr_tf/flags/{name}" for name in os.listdir(os.path.join(ROOT, "flags"))} <= files
+    assert {"zssr_tf/resources/niqe_pris_params.npz", "zssr_tf/resources/NOTICE"} <= files
+    assert "zssr = zssr_tf.cli:run" in entry_points
 
 
 def test_metadata_version_and_entry_point_agree_with_the_package():

@@ -46,8 +46,8 @@ def test_training_plot_has_labelled_axes_drops_stages_and_the_final_psnr():
     for axis in (error_axis, psnr_axis):
         assert axis.get_xlabel() == "iteration" and axis.get_ylabel() and axis.get_title()
         legend = [t.get_text() for t in axis.get_legend().get_texts()]
-        assert "learning rate / 10" in legend and "next stage starts" in legend
-    assert psnr_axis.get_ylabel() == "PSNR (dB, RGB)"
+        assert "learning-rate drop" in legend and "next stage starts" in legend
+    assert psnr_axis.get_ylabel() == "PSNR (dB, all channels)"
     final = [t for t in psnr_axis.get_legend().get_texts() if t.get_text().startswith("final output")]
     assert final and "4 back-projections" in final[0].get_text() and "32.40 dB" in final[0].get_text()
     assert "34.10 dB" in final[0].get_text()  # the Y-PSNR the command prints, named as such

@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from typing import Iterator
 
 from absl import app as absl_app
 from absl import flags
@@ -51,7 +50,8 @@ flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summari
 flags.DEFINE_string("output", None, "zssr pretrain: the .keras file the pretrained network is saved as (its "
                     "resumable checkpoints go to <output without .keras>_checkpoint/).")
 flags.DEFINE_string("preset", None, "A preset by name (zssr --list_presets: quick, x2_real, ...): the same as "
-                    "--flagfile=<that preset's file> at this place among the flags, so later flags override it.")
+                    "--flagfile=<that preset's file> at this place among the flags, so later flags (and presets) "
+                    "override it. Read on the command line only.")
 flags.DEFINE_boolean("list_presets", False, "List the presets (--preset=NAME) with what each is for, and exit.")
 flags.DEFINE_boolean("export_model", False, "Whether to save each image's trained networks and optimizers (of the "
                      "last stage) as the checkpoint folder <output_dir>/<image name>_<method>_checkpoint, which "
@@ -84,25 +84,36 @@ def config_from_flags() -> Config:
     return Config.from_dict({name: FLAGS[name].value for name in FLAG_NAMES})
 
 
+def _one_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def _fail(message: str, status: int = 1) -> None:
     print(f"zssr: error: {message}", file=sys.stderr)
     sys.exit(status)
 
 
-HELP_FLAGS = ("-h", "-?", "-help", "--help", "--helpshort")
+# absl's help flags in every spelling absl accepts (-h, -help, --help=true, ...): ours answer them, with exit 0.
+_HELP_FLAG = re.compile(r"--?(h|\?|help|helpshort|helpfull)(=.*)?")
+
+
+def _flag_args(argv: list[str]) -> list[str]:
+    """The arguments absl parses as flags: those before a `--`."""
+    return argv[1:argv.index("--")] if "--" in argv else argv[1:]
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with a one-line error instead of absl's usage dump; `--help` is ours (grouped, exit 0) and
     `--preset=NAME` becomes `--flagfile=<its file>` in place."""
-    if any(arg in HELP_FLAGS for arg in argv[1:]):
-        print(grouped_help())
-        sys.exit(0)
-    if "--helpfull" in argv[1:]:  # every flag of every module (absl's, TensorFlow's): absl's text, but exit 0
+    helps = [match.group(1) for match in map(_HELP_FLAG.fullmatch, _flag_args(argv)) if match]
+    if "helpfull" in helps:  # every flag of every loaded module: ours and absl's, in absl's text
         print(USAGE + "\n" + FLAGS.get_help())
         sys.exit(0)
+    if helps:
+        print(grouped_help())
+        sys.exit(0)
     try:
-        argv = list(_expand_presets(argv))
+        argv = _expand_presets(argv)
     except ValueError as e:
         _fail(str(e), 2)
     try:
@@ -114,16 +125,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
 
 
-def _expand_presets(argv: list[str]) -> Iterator[str]:
-    """`--preset=NAME` (or `--preset NAME`) -> `--flagfile=<path of preset NAME>`; other arguments unchanged."""
-    args = iter(argv)
+def _expand_presets(argv: list[str]) -> list[str]:
+    """`--preset=NAME` (or `--preset NAME`, `-preset=NAME`) -> `--flagfile=<path of preset NAME>`, in place; the
+    arguments after a `--` are not flags and stay as they are."""
+    flag_count = len(_flag_args(argv))
+    expanded, args = argv[:1], iter(argv[1:1 + flag_count])
     for arg in args:
-        if arg == "--preset":
+        if arg in ("--preset", "-preset"):
             arg = f"--preset={next(args, '')}"
-        if arg.startswith("--preset="):
-            yield f"--flagfile={presets.preset_path(arg.removeprefix('--preset='))}"
-        else:
-            yield arg
+        name = re.fullmatch(r"--?preset=(.*)", arg)
+        expanded.append(f"--flagfile={presets.preset_path(name.group(1))}" if name else arg)
+    return expanded + argv[1 + flag_count:]
 
 
 def main(argv: list[str]) -> None:
@@ -146,11 +158,14 @@ def main(argv: list[str]) -> None:
     if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):
         _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
               "<name>_<i>.mat and <name>_depth.png", 2)
-    app = _import_app()
     try:
         conf = config_from_flags()
         if estimate:
             conf = conf.replace(estimate_kernels=True)
+    except ValueError as e:  # ConfigError among them; before TensorFlow's seconds of start-up
+        _fail(_one_line(e))
+    app = _import_app()
+    try:
         extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,
                   "export_model": FLAGS.export_model}
         if folder:
@@ -160,7 +175,7 @@ def main(argv: list[str]) -> None:
                                None if estimate else FLAGS.kernels,
                                FLAGS.overwrite, depth=FLAGS.depth_map, **extras)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(_one_line(e))
     except MemoryError:
         _fail("out of memory: the image is too large for this machine")
     for result in results:
@@ -171,44 +186,51 @@ def main(argv: list[str]) -> None:
 
 
 def _list_presets() -> None:
-    width = min(shutil.get_terminal_size().columns, 100)
+    try:
+        names = presets.preset_names()
+    except ValueError as e:
+        _fail(_one_line(e))
     print(f"Presets (zssr --preset=NAME; the files are in {presets.preset_dir()}):")
-    for name in presets.preset_names():
+    for name in names:
         print(f"  {name}")
-        print(_indented(presets.preset_summary(name), width))
+        print(_indented(presets.preset_summary(name)))
 
 
 # Start-up lines TensorFlow's C++ code writes to stderr while it loads, whatever TF_CPP_MIN_LOG_LEVEL says: they
 # come before absl::InitializeLog, which is what applies the level (e.g. "cudart_stub.cc:31] Could not find cuda
 # drivers" on every machine without a GPU, cuDNN/cuBLAS "Unable to register factory" on many with one).
 _STARTUP_LOG_LINE = re.compile(r"(WARNING: All log messages before absl::InitializeLog\(\)"
-                               r"|[IWE]\d{4} [\d:. ]+\S+:\d+\]"  # absl C++ log lines: I0000 00:00:17.9 4185 file:31]
-                               r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] \S+:\d+\]"  # TF's older log format
+                               r"|[IWE]\d{4} [\d:. ]+\S+\.cc:\d+\]"  # absl C++: I0000 00:00:17.9 4185 file.cc:31]
+                               r"|\d{4}-\d\d-\d\d [\d:.]+: [IWE] \S+\.cc:\d+\]"  # TensorFlow's older format
                                r"|To enable the following instructions:)")
 
 
 def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and finds its devices with its start-up lines dropped (they are noise for a user), unless
-    TF_CPP_MIN_LOG_LEVEL asks for them (0 or 1). Everything else written meanwhile (Python warnings, a failing
-    import's messages) still reaches stderr."""
+    """Imports TensorFlow and finds its devices with their C++ start-up lines dropped (noise for a user), unless
+    TF_CPP_MIN_LOG_LEVEL=0 asks for everything. Anything else written meanwhile (Python warnings) still reaches
+    stderr, and if the import fails, everything it wrote does. (A crash of the process itself during the import
+    loses those lines: TF_CPP_MIN_LOG_LEVEL=0 shows them.) Later C++ messages follow TF_CPP_MIN_LOG_LEVEL, 2 (errors
+    only) unless set."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
         return
     sys.stderr.flush()
     saved_stderr = os.dup(2)
+    failed = True
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)  # the C++ code writes to file descriptor 2, not to sys.stderr
         try:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # loads CUDA, which logs too
+            failed = False
         finally:
             sys.stderr.flush()
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
             capture.seek(0)
             for line in capture.read().decode(errors="replace").splitlines(keepends=True):
-                if not _STARTUP_LOG_LINE.match(line):
+                if failed or not _STARTUP_LOG_LINE.match(line):
                     sys.stderr.write(line)
 
 
@@ -224,16 +246,20 @@ def _pretrain() -> None:
     """`zssr pretrain --input=DIR --output=NET.keras [--arch=vdsr|zssr]`."""
     if not FLAGS.input or not FLAGS.output:
         _fail("zssr pretrain needs --input=DIR (HR training images) and --output=NET.keras", 2)
-    _import_tensorflow_quietly()
-    from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
-
     values = {name: FLAGS[name].value for name in FLAG_NAMES}
     if not FLAGS["back_projection_iters"].present:  # unused by pretraining: one per scale factor, whatever they are
         values["back_projection_iters"] = ",".join("0" for _ in FLAGS.scale_factors.split(","))
     try:
-        result = pretrain.pretrain(Config.from_dict(values), FLAGS.input, FLAGS.output)
+        conf = Config.from_dict(values)
+    except ConfigError as e:
+        _fail(_one_line(e))
+    _import_tensorflow_quietly()
+    from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
+
+    try:
+        result = pretrain.pretrain(conf, FLAGS.input, FLAGS.output)
     except (ConfigError, ImageError, ValueError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(_one_line(e))
     resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
     loss = f", last L1 loss {result.final_loss:.5f}" if result.final_loss is not None else ""
     print(f"pretrain: wrote {result.output} after {result.steps} steps{resumed}{loss}")
@@ -252,19 +278,22 @@ def _estimate_kernel() -> None:
     # Unused here (a preset's may be for other stages): one per scale factor.
     values["back_projection_iters"] = ",".join("0" for _ in str(values["scale_factors"]).split(","))
     folder = os.path.isdir(FLAGS.input)
-    app = _import_app()
     try:
         conf = Config.from_dict({**values, "estimate_kernels": True})
+    except ConfigError as e:
+        _fail(_one_line(e))
+    app = _import_app()
+    try:
         paths = [path for path, _, _ in app.find_inputs(FLAGS.input, 1)] if folder else [FLAGS.input]
-    except (ConfigError, ImageError, ValueError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except (ImageError, ValueError) as e:
+        _fail(_one_line(e))
     tensorboard_dir = os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None
     failed = []
     for path in paths:
         try:
             result = app.estimate_kernel(conf, path, FLAGS.output_dir, tensorboard_dir, FLAGS.export_model)
         except (ImageError, ValueError) as e:
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = _one_line(e)
             if not folder:
                 _fail(message)
             print(f"zssr: error: {path}: {message}", file=sys.stderr)  # the folder goes on
@@ -302,7 +331,7 @@ USAGE = """Zero-shot super-resolution (ZSSR, ZSRGAN, DGDML-SR) of an image or a 
   zssr pretrain --input=DIR_OF_HR_IMAGES --output=NET.keras [--arch=vdsr|zssr] [--scale_factors=2]
        [--pretrain_steps=N]   (then --backbone=NET.keras for vdsr, --init_weights=NET.keras for zssr)
   zssr --list_presets     the presets, with what each is for
-  zssr --help             this: every flag of ours, in sections (--helpfull: absl's and TensorFlow's too)
+  zssr --help             this: every flag of ours, in sections (--helpfull: absl's own flags too)
 """
 
 
@@ -330,7 +359,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _flag_help(name: str, width: int) -> str:
+def _flag_help(name: str) -> str:
     flag = FLAGS[name]
     if isinstance(flag, flags.BooleanFlag):
         head = f"  --[no]{name} (default: {'true' if flag.default else 'false'})"
@@ -341,29 +370,34 @@ def _flag_help(name: str, width: int) -> str:
     aliases = [alias for alias, target in _ALIASES.items() if target == name]
     if aliases:
         head += f" (also --{', --'.join(aliases)})"
-    return head + "\n" + _indented(re.sub(r"^<[^>]*>: ", "", flag.help), width)  # absl's "<a|b>: " of enums
+    return head + "\n" + _indented(re.sub(r"^<[^>]*>: ", "", flag.help))  # absl's "<a|b>: " of enums
 
 
-def _indented(text: str, width: int) -> str:
+def _indented(text: str) -> str:
+    """`text` wrapped to the terminal (at most 100 columns), indented under its heading line."""
+    width = min(shutil.get_terminal_size().columns, 100)
     return textwrap.fill(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6, break_long_words=False,
                          break_on_hyphens=False)
 
 
 def grouped_help() -> str:
     """`zssr --help`: the usage, then every flag of ours in sections, each with its default and help."""
-    width = min(shutil.get_terminal_size().columns, 100)
     parts = [USAGE]
     for title, names in HELP_SECTIONS:
-        parts.append(f"{title}:\n" + "\n".join(_flag_help(name, width) for name in names) + "\n")
+        parts.append(f"{title}:\n" + "\n".join(_flag_help(name) for name in names) + "\n")
     parts.append("--flagfile=PATH reads flags from a file (a preset of your own). zssr --helpfull also lists absl's "
-                 "and TensorFlow's flags.")
+                 "own flags (--verbosity, --logtostderr, ...).")
     return "\n".join(parts)
 
 
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
+    sys.modules["__main__"].__doc__ = USAGE  # what absl's own help (e.g. --helpxml) shows
     try:
-        absl_app.run(main, flags_parser=parse_flags)
+        try:
+            absl_app.run(main, flags_parser=parse_flags)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:  # `zssr --help | head`: the reader left; nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         sys.exit(1)

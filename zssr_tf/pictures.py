@@ -59,7 +59,7 @@ def training_figure(history: Sequence, final_psnr: tuple[float, float] | None = 
     drops = any(stage.learning_rate_change_iters for stage in history)
     for axis in (error_axis, psnr_axis):
         if drops:
-            axis.plot([], [], color="grey", linestyle=":", label="learning rate / 10")
+            axis.plot([], [], color="grey", linestyle=":", label="learning-rate drop")
         if len(history) > 1:
             axis.plot([], [], color="black", linestyle="--", label="next stage starts")
     errors = [m for stage in history for m in stage.reconstruction_mse if m > 0]
@@ -73,8 +73,8 @@ def training_figure(history: Sequence, final_psnr: tuple[float, float] | None = 
         rgb, y = final_psnr
         psnr_axis.plot([offset], [rgb], marker="*", markersize=14, color="crimson", linestyle="none",
                        label=f"final output ({final_test}): {rgb:.2f} dB\n"
-                             f"(the printed Y-PSNR, of the luma only: {y:.2f} dB)")
-    psnr_axis.set(xlabel="iteration", ylabel="PSNR (dB, RGB)", title="against the ground truth")
+                             f"(printed: its Y-PSNR, of the luma in 8 bits, {y:.2f} dB)")
+    psnr_axis.set(xlabel="iteration", ylabel="PSNR (dB, all channels)", title="against the ground truth")
     for axis, corner in ((error_axis, "upper right"), (psnr_axis, "best")):
         axis.grid(alpha=0.3)
         if axis.lines:
@@ -92,7 +92,8 @@ def comparison_crop(bicubic: np.ndarray, sr: np.ndarray, gt: np.ndarray, path: s
 def comparison_figure(bicubic: np.ndarray, sr: np.ndarray, gt: np.ndarray, method: str = "ZSSR",
                       crop_size: int = 96, zoom: int = 2) -> Figure:
     """Side-by-side crops (bicubic | the method | ground truth) around the image centre, zoomed with nearest
-    neighbours, each titled with its Y-PSNR over the whole image (the figure the command prints).
+    neighbours, each titled with its name and labelled underneath with its Y-PSNR over the whole image (the figure
+    the command prints).
 
     Args:
       bicubic, sr, gt: H x W x C float images in [0, 1] of the same size.

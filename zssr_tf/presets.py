@@ -13,13 +13,17 @@ PRESET_SUFFIX = ".cfg"
 
 
 def preset_dir() -> str:
-    """The folder holding the presets: the installed package's `zssr_tf/flags/`, else the source tree's `flags/`."""
+    """The folder holding the presets: the installed package's `zssr_tf/flags/`, else the source tree's `flags/`.
+
+    Raises:
+      ValueError: neither exists (a broken installation).
+    """
     package = os.path.dirname(os.path.abspath(__file__))
     for folder in (os.path.join(package, "flags"), os.path.join(os.path.dirname(package), "flags")):
         if os.path.isdir(folder):
             return folder
-    raise FileNotFoundError(f"no presets: neither {package}/flags nor the source tree's flags/ exists (a broken "
-                            "installation; reinstall zssr-tf)")
+    raise ValueError(f"no presets: neither {package}/flags nor the source tree's flags/ exists (a broken "
+                     "installation; reinstall zssr-tf)")
 
 
 def preset_names() -> list[str]:
@@ -51,5 +55,5 @@ def preset_summary(name: str) -> str:
                 break
             comment.append(line.lstrip("#").strip())
     text = " ".join(comment)
-    match = re.match(r"(.+?\.)(\s|$)", text)
+    match = re.match(r"(.+?\.)(\s+[A-Z(]|$)", text)  # a full stop before a new sentence: not "8.1. x2 in ..."
     return match.group(1) if match else text
