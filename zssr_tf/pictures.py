@@ -35,7 +35,8 @@ def training_figure(history: Sequence, final_psnr: tuple[float, float] | None = 
     Args:
       history: the trainer's `StageHistory` list (its `test_steps`, `reconstruction_mse`, `true_mse`,
         `learning_rate_change_iters`, `iterations`, `scale_factor`).
-      final_psnr: (RGB, Y) PSNR of the final output against the ground truth, or None.
+      final_psnr: the final output's PSNR against the ground truth over all channels (the curve's measure) and
+        of the luma (the printed one), or None.
       final_test: what made the final output from the network (e.g. its self-ensemble and back-projections),
         which is why it scores above the curve's single passes.
     """
@@ -70,9 +71,9 @@ def training_figure(history: Sequence, final_psnr: tuple[float, float] | None = 
     error_axis.set(xlabel="iteration", ylabel="mean squared error",
                    title="quick test: the input reconstructed from its downscaled son")
     if final_psnr is not None:
-        rgb, y = final_psnr
-        psnr_axis.plot([offset], [rgb], marker="*", markersize=14, color="crimson", linestyle="none",
-                       label=f"final output ({final_test}): {rgb:.2f} dB\n"
+        channels, y = final_psnr
+        psnr_axis.plot([offset], [channels], marker="*", markersize=14, color="crimson", linestyle="none",
+                       label=f"final output ({final_test}): {channels:.2f} dB\n"
                              f"(printed: its Y-PSNR, of the luma in 8 bits, {y:.2f} dB)")
     psnr_axis.set(xlabel="iteration", ylabel="PSNR (dB, all channels)", title="against the ground truth")
     for axis, corner in ((error_axis, "upper right"), (psnr_axis, "best")):
