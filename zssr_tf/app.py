@@ -24,6 +24,7 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from zssr_tf import kernel_estimation, metrics, pictures
@@ -33,6 +34,7 @@ from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_ima
 from zssr_tf.imresize import imresize
 from zssr_tf.depth import DEPTH_EXTENSIONS
 from zssr_tf.methods import DEPTH_METHODS, METHODS
+from zssr_tf.engine import max_input_megapixels, read_ground_truth
 from zssr_tf.models.weights import check_init_weights
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
@@ -101,9 +103,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         logging.info("%s: outputs exist, skipped (--overwrite to redo)", name)
         return RunResult(name=name, outputs=outputs, status="skipped")
     start = time.perf_counter()
-    image = read_image(input_path)
+    image = read_image(input_path, *max_input_megapixels(conf))
     color, alpha = _split_alpha(image.pixels)
-    gt = None if ground_truth is None else _split_alpha(read_image(ground_truth).pixels)[0]
+    gt = None if ground_truth is None else _split_alpha(read_ground_truth(ground_truth, color.shape, conf))[0]
     # The image's name tags its log lines (the original named array inputs' outputs after it).
     summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name)
     extra = {"depth": depth} if conf.method in DEPTH_METHODS else {}
@@ -184,7 +186,7 @@ def estimate_kernel(conf: Config, input_path: str, output_dir: str, tensorboard_
       ImageError, ValueError: a bad or too small image (one line); nothing is written.
     """
     name = os.path.splitext(os.path.basename(input_path))[0]
-    color = _split_alpha(read_image(input_path).pixels)[0]
+    color = _split_alpha(read_image(input_path, *max_input_megapixels(conf)).pixels)[0]
     summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name, "kernelgan")
     model = os.path.join(output_dir, f"{name}_kernelgan_checkpoint") if export_model else None
     estimate = kernel_estimation.estimate_kernels(color, conf.replace(name=name), summary_dir, model)
@@ -271,10 +273,14 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
         try:
             result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite, tensorboard_dir,
                          export_model, depth)
-        except (ImageError, ValueError) as e:  # KernelError and ConfigError are ValueErrors
-            logging.error("%s: %s", input_path, e)
+        except (ImageError, ValueError, MemoryError, tf.errors.ResourceExhaustedError) as e:  # one image's fault
+            # KernelError and ConfigError are ValueErrors; memory: this image is too large for this machine.
+            message = str(e).splitlines()[0] if str(e) else "out of memory"
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                message = "out of accelerator memory: the image is too large for this device"
+            logging.error("%s: %s", input_path, message)
             name = os.path.splitext(os.path.basename(input_path))[0]
-            result = RunResult(name=name, outputs=[], status=f"error: {e}")
+            result = RunResult(name=name, outputs=[], status=f"error: {message}")
         results.append(result)
         write_results_csv(os.path.join(output_dir, "results.csv"), results)
     return results

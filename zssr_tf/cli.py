@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import textwrap
@@ -138,7 +139,24 @@ def _expand_presets(argv: list[str]) -> list[str]:
     return expanded + argv[1 + flag_count:]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python next runs (the train step returns at least every `engine.CHUNK_SECONDS`)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str]) -> None:
+    """The command, ended by Ctrl-C or SIGTERM with one line and exit status 130 or 143 (128 + the signal)."""
+    try:
+        _main(argv)
+    except KeyboardInterrupt as e:
+        print(f"zssr: {e or 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+
+
+def _main(argv: list[str]) -> None:
     if FLAGS.list_presets:
         _list_presets()
         return
@@ -393,6 +411,7 @@ def grouped_help() -> str:
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     sys.modules["__main__"].__doc__ = USAGE  # what absl's own help (e.g. --helpxml) shows
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
             absl_app.run(main, flags_parser=parse_flags)

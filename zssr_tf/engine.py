@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from typing import Any, Iterator, Mapping, Sequence
@@ -31,19 +32,20 @@ from absl import logging
 from zssr_tf import data, inference, metrics, summaries
 from zssr_tf.config import Config
 from zssr_tf.device import resolve_precision
-from zssr_tf.image_io import read_image
+from zssr_tf.image_io import read_header, read_image
 from zssr_tf.imresize import fix_scale_and_shape, imresize
-from zssr_tf.kernels import preprocess_kernels
+from zssr_tf.kernels import KernelError, preprocess_kernels
 from zssr_tf.losses import l1_loss
 from zssr_tf.models.weights import restore_networks, save_model, write_checkpoint
 
 MIN_INPUT_SIZE = 4
 
 
-def as_image(image: Any, what: str = "input") -> np.ndarray:
-    """A path, uint8/uint16 array or float [0, 1] array as float32 H x W x C."""
+def as_image(image: Any, what: str = "input", max_megapixels: float | None = None, why: str = "") -> np.ndarray:
+    """A path, uint8/uint16 array or float [0, 1] array as float32 H x W x C; a file over `max_megapixels` is
+    refused from its header (see `image_io.read_image`)."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image).pixels
+        return read_image(image, max_megapixels, why).pixels
     array = np.asarray(image)
     if array.dtype == np.uint8:
         array = array / 255.0
@@ -60,9 +62,46 @@ def as_image(image: Any, what: str = "input") -> np.ndarray:
     return np.clip(array, 0.0, 1.0).astype(np.float32)
 
 
+def read_ground_truth(ground_truth: Any, image_shape: Sequence[int], conf: Config) -> np.ndarray:
+    """`as_image` of a ground truth; a file of the wrong size is refused from its header, before decoding."""
+    if isinstance(ground_truth, (str, os.PathLike)):
+        header = read_header(ground_truth)
+        if header is not None:
+            check_ground_truth_shape((header.height, header.width), image_shape, conf)
+    return as_image(ground_truth, "ground truth")
+
+
 def next_multiple(first: int, period: int, offset: int = 0) -> int:
     """The smallest i >= first with (i + offset) % period == 0."""
     return -(-(first + offset) // period) * period - offset
+
+
+def max_input_megapixels(conf: Config) -> tuple[float, str]:
+    """The largest input whose largest stage output stays within `max_output_megapixels`, and why (for messages):
+    a larger file is refused from its header, before seconds and gigabytes of decoding."""
+    sy, sx = np.max(conf.task.scale_factors, axis=0)
+    return (conf.run.max_output_megapixels / (sy * sx),
+            f"its output would be over max_output_megapixels={conf.run.max_output_megapixels:g}")
+
+
+def check_ground_truth_shape(gt_shape: Sequence[int], image_shape: Sequence[int], conf: Config) -> None:
+    """A ground truth must have the output's size, or up to `ceil(scale) - 1` more rows and columns: what the
+    usual crop of an HR image to a multiple of the scale leaves. It is compared with the output's top-left part,
+    so a larger one would give a PSNR of nothing in particular.
+
+    Raises:
+      ValueError: another size (one line).
+    """
+    sf = np.array(conf.task.final_scale_factor)
+    h, w = fix_scale_and_shape(image_shape, sf)[1]
+    extra_h, extra_w = math.ceil(sf[0]) - 1, math.ceil(sf[1]) - 1
+    gt_h, gt_w = gt_shape[:2]
+    if gt_h < h or gt_w < w:
+        raise ValueError(f"ground truth {gt_h}x{gt_w} is smaller than the output {h}x{w}")
+    if gt_h > h + extra_h or gt_w > w + extra_w:
+        raise ValueError(f"ground truth {gt_h}x{gt_w} is larger than the output {h}x{w} (by more than a crop to a "
+                         f"multiple of the scale, {extra_h}x{extra_w} pixels): is it the ground truth of this input "
+                         "at this scale?")
 
 
 def check_input(image: np.ndarray, ground_truth: np.ndarray | None, conf: Config, min_size: int,
@@ -72,7 +111,7 @@ def check_input(image: np.ndarray, ground_truth: np.ndarray | None, conf: Config
 
     Raises:
       ValueError: an image smaller than `min_size` for `what`, an output over `max_output_megapixels`, or a
-        ground truth of other channels or smaller than the output (one line).
+        ground truth of other channels or another size than the output (one line).
     """
     task = conf.task
     if min(image.shape[:2]) < min_size:
@@ -85,10 +124,7 @@ def check_input(image: np.ndarray, ground_truth: np.ndarray | None, conf: Config
     if ground_truth is not None:
         if ground_truth.shape[2] != image.shape[2]:
             raise ValueError(f"ground truth has {ground_truth.shape[2]} channels, the input {image.shape[2]}")
-        h, w = fix_scale_and_shape(image.shape, np.array(task.final_scale_factor))[1]
-        if ground_truth.shape[0] < h or ground_truth.shape[1] < w:
-            raise ValueError(f"ground truth {ground_truth.shape[0]}x{ground_truth.shape[1]} is smaller than the "
-                             f"output {h}x{w}")
+        check_ground_truth_shape(ground_truth.shape, image.shape, conf)
 
 
 class GuardedOptimizer:
@@ -167,6 +203,11 @@ class StageHistory:
     final_test_seconds: float = 0.0
 
 
+# Longest wall time of one call of the train step (a piece of a chunk), so that Ctrl-C and SIGTERM, which Python sees
+# only between calls, end a run within about a second (a chunk of 20 steps took 11 s on a 2-core AVX2 CPU).
+CHUNK_SECONDS = 0.5
+
+
 class Trainer:
     """The shared half of a zero-shot SR run of one image; subclasses are the methods.
 
@@ -194,11 +235,11 @@ class Trainer:
         self.summary_dir = summary_dir
         self._summaries: summaries.SummaryWriter | None = None
         self._step_offset = 0  # iterations of the earlier stages: TensorBoard's step counts across stages
-        self.input = as_image(input_img, "input")
+        self.input = as_image(input_img, "input", *max_input_megapixels(self.conf))
         self.squeeze_output = not isinstance(input_img, (str, os.PathLike)) and np.ndim(input_img) == 2
-        self.gt = None if ground_truth is None else as_image(ground_truth, "ground truth")
+        self.gt = None if ground_truth is None else read_ground_truth(ground_truth, self.input.shape, self.conf)
         check_input(self.input, self.gt, self.conf, self.min_input_size, self.method_name)
-        self.kernels = preprocess_kernels(kernels, task.scale_factors, task.downscale_method)
+        self.kernels = self._checked_kernels(kernels)
         self._kernels_pending = task.estimate_kernels and kernels is None  # until `set_kernels`
         self.channels = self.input.shape[2]
         self.hr_fathers_sources = [self.input]
@@ -206,6 +247,7 @@ class Trainer:
         self.history: list[StageHistory] = []
         self._test_rng = np.random.default_rng([self.conf.run.seed, 1])
         self.stage, self.iter = 0, 0
+        self._piece_steps = 1  # steps per call of the train step: grows to about CHUNK_SECONDS of them
         self.sf = np.array(task.scale_factors[0])
         self.kernel = self.kernels[0]
         self.precision = resolve_precision(self.conf.run.precision)
@@ -266,9 +308,24 @@ class Trainer:
     def set_kernels(self, kernels: Sequence[Any]) -> None:
         """Sets the downscaling kernels, one per scale factor, after construction (before `run`): `app.run` builds
         the trainer first, so that every check of the run comes before minutes of kernel estimation."""
-        self.kernels = preprocess_kernels(kernels, self.conf.task.scale_factors, self.conf.task.downscale_method)
+        self.kernels = self._checked_kernels(kernels)
         self.kernel = self.kernels[0]
         self._kernels_pending = False
+
+    def _checked_kernels(self, kernels: Sequence[Any] | None) -> list[np.ndarray | str]:
+        """`preprocess_kernels`, and no kernel larger than the input (its sons would be made of border padding).
+
+        Raises:
+          KernelError: a bad kernel (one line).
+        """
+        task = self.conf.task
+        checked = preprocess_kernels(kernels, task.scale_factors, task.downscale_method)
+        h, w = self.input.shape[:2]
+        for kernel in checked:
+            if not isinstance(kernel, str) and (kernel.shape[0] > h or kernel.shape[1] > w):
+                raise KernelError(f"kernels: a {kernel.shape[0]}x{kernel.shape[1]} kernel (once centred) is larger "
+                                  f"than the {h}x{w} input")
+        return checked
 
     # Networks, optimizers, steps, checkpoint.
     def set_networks(self, networks: Mapping[str, keras.Model],
@@ -397,17 +454,24 @@ class Trainer:
         examples = iter(self.example_dataset(self.max_iters))
         for optimizer in self.optimizers.values():
             optimizer.skipped.assign(0)
-        with summaries.progress_bar(self.max_iters, self._sf_text, self.conf.run.progress) as bar:
+        with summaries.progress_bar(self.max_iters, self._sf_text, self.conf.run.progress) as bar, \
+                self._interruptible():
             while h.iterations < self.max_iters:
                 # Steps run in chunks up to the next iteration the loop must see; self.iter is that iteration.
                 self.iter = self.next_sync_iteration(h.iterations)
-                num_steps = self.iter + 1 - h.iterations
-                scalars = self._train_steps(examples, tf.constant(num_steps))
-                h.iterations = self.iter + 1
+                while h.iterations <= self.iter:
+                    # A chunk runs in pieces of about CHUNK_SECONDS: Python sees Ctrl-C / SIGTERM only between
+                    # calls. The same steps in the same order: the result is the same.
+                    num_steps = min(self.iter + 1 - h.iterations, self._piece_steps)
+                    start = time.perf_counter()
+                    scalars = self._train_steps(examples, tf.constant(num_steps))
+                    seconds = time.perf_counter() - start
+                    self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
+                    h.iterations += num_steps
+                    bar.update(num_steps)
                 # The scalars are read (a device sync) only here; the bar and summaries reuse what is read anyway.
                 if self.iter % self.conf.run.display_every == 0:
                     self._record_scalars(scalars, bar)
-                bar.update(num_steps)
                 if self.after_sync():
                     break
         self._collect_skipped_steps()
@@ -415,6 +479,15 @@ class Trainer:
         if skipped:
             logging.warning("%s: steps with non-finite gradients were skipped: %s", self._sf_text,
                             ", ".join(f"{n} of the {name}" for name, n in skipped.items()))
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C (KeyboardInterrupt) or `Terminated` while training says where it stopped, in one line."""
+        try:
+            yield
+        except KeyboardInterrupt as e:
+            raise type(e)(f"interrupted at iteration {self.history[-1].iterations} of {self.max_iters} of "
+                          f"{self._sf_text}") from None
 
     def _record_scalars(self, scalars: Mapping[str, tf.Tensor], bar: Any) -> None:
         h = self.history[-1]

@@ -12,8 +12,12 @@ import os
 import tempfile
 from typing import NamedTuple, Sequence
 
+import warnings
+
 import cv2
 import numpy as np
+from absl import logging
+from PIL import Image
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -29,23 +33,60 @@ class ImageFile(NamedTuple):
     bit_depth: int  # 8 or 16
 
 
-def read_image(path: str | os.PathLike) -> ImageFile:
-    """Reads an image file.
+class ImageHeader(NamedTuple):
+    height: int
+    width: int
+    frames: int
 
-    Args:
-      path: a PNG, JPEG, TIFF, BMP or WebP file, 8 or 16 bits, grayscale, RGB or RGBA.
 
-    Returns:
-      ImageFile(pixels float32 H x W x C in [0, 1] with C in {1, 3, 4} in RGB(A) order, bit_depth 8 or 16).
+def read_header(path: str | os.PathLike) -> ImageHeader | None:
+    """The size and frame count a file's header declares, without decoding its pixels (Pillow reads headers
+    lazily), or None where Pillow does not know the format (the decoder then has the last word).
 
     Raises:
-      ImageError: missing, empty, undecodable or unsupported file.
+      ImageError: missing or empty file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(f"{path}: no such image file")
     if os.path.getsize(path) == 0:
         raise ImageError(f"{path}: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's decompression-bomb warning: our limit is the caller's
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+                    return ImageHeader(height, width, getattr(image, "n_frames", 1))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except Exception:  # any header Pillow cannot parse: not necessarily a bad file (cv2 reads some Pillow cannot)
+        return None
+
+
+def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why: str = "") -> ImageFile:
+    """Reads an image file, refusing from its header (before any decoding) one of over `max_megapixels`.
+
+    Args:
+      path: a PNG, JPEG, TIFF, BMP or WebP file, 8 or 16 bits, grayscale, RGB or RGBA; of a multi-frame file
+        (TIFF, GIF, WebP) the first frame, with a warning.
+      max_megapixels: the largest image accepted, or None for any.
+      why: the reason for the limit, for the refusal's message (e.g. the flag that raises it).
+
+    Returns:
+      ImageFile(pixels float32 H x W x C in [0, 1] with C in {1, 3, 4} in RGB(A) order, bit_depth 8 or 16).
+
+    Raises:
+      ImageError: missing, empty, too large, undecodable or unsupported file (one line).
+    """
+    path = os.fspath(path)
+    header = read_header(path)
+    if header is not None and max_megapixels is not None and header.height * header.width > max_megapixels * 1e6:
+        raise ImageError(f"{path}: {header.height}x{header.width} is too large: over the {max_megapixels:g} "
+                         f"megapixels accepted{f' ({why})' if why else ''}")
+    if header is not None and header.frames > 1:
+        logging.warning("%s: %d frames; only the first is used", path, header.frames)
     data = np.fromfile(path, dtype=np.uint8)
     # IMREAD_UNCHANGED keeps 16 bits and alpha (palettes are expanded) but ignores the EXIF orientation;
     # ANYDEPTH | ANYCOLOR applies the orientation but drops alpha. Decode both and orient the full image.
@@ -54,6 +95,11 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     try:
         pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         oriented = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as e:  # e.g. a header over OpenCV's own size limit, or a decoder's failure
+        message = next((line.strip() for line in str(e).splitlines() if "error:" in line), str(e).strip())
+        raise ImageError(f"{path}: not a readable image ({message.split('error: ')[-1]})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: out of memory decoding the image") from None
     finally:
         cv2.utils.logging.setLogLevel(log_level)
     if pixels is None or oriented is None:
@@ -131,9 +177,12 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
-    except OSError as e:
-        os.unlink(temporary)
-        raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException as e:  # also Ctrl-C or SIGTERM between the two: no temporary file left behind
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        if isinstance(e, OSError):
+            raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
 
 
 def output_name(input_name: str, scale_factor: Sequence[float], method: str = "zssr") -> str:

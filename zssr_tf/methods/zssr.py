@@ -242,7 +242,9 @@ class ZSSR(Trainer):
             return
         if self.iter - self.learning_rate_change_iter_nums[-1] <= c.min_iters:
             return
-        if self._residual_max < STUCK_RESIDUAL and len(h.restarts) < MAX_RESTARTS:
+        # A restart needs min_iters iterations to show it learns: none in the stage's last ones.
+        if (self._residual_max < STUCK_RESIDUAL and len(h.restarts) < MAX_RESTARTS
+                and self.max_iters - 1 - self.iter >= c.min_iters):
             self.restart_network()
             return
         n = c.slope_points
