@@ -43,7 +43,8 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
     if extension == ".npy":
         try:
             values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
+        except Exception as e:  # numpy raises many kinds: ValueError, EOFError, MemoryError (a huge declared
+            # shape), tokenize.TokenError (a mangled header), ...
             raise DepthError(f"{path}: not a readable .npy array ({type(e).__name__})") from None
         if not isinstance(values, np.ndarray):  # an .npz archive under an .npy name
             raise DepthError(f"{path}: not one .npy array")
@@ -52,6 +53,8 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our one line, not cv2's
         try:
             values = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except (cv2.error, MemoryError):  # e.g. a header over OpenCV's size limit
+            values = None
         finally:
             cv2.utils.logging.setLogLevel(log_level)
         if values is None:

@@ -6,13 +6,15 @@ kernel that `imresize` correlates with when it makes an LR son. It does not resi
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import scipy.ndimage
 
 KernelSource = str | os.PathLike | np.ndarray
@@ -81,19 +83,52 @@ def load_kernel(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise KernelError(f"{source}: no such file")
     try:
-        if suffix == ".npy":
-            kernel = np.load(path, allow_pickle=False)
-        else:
-            variables = scipy.io.loadmat(path)
-            name = next((n for n in _MAT_VARIABLES if n in variables), None)
-            if name is None:
-                raise KernelError(f"{source}: no variable 'Kernel' or 'kernel'")
-            kernel = variables[name]
+        kernel = np.load(path, allow_pickle=False) if suffix == ".npy" else _load_mat_kernel(path, source)
     except KernelError:
         raise
-    except Exception as error:  # scipy/numpy raise many types (ValueError, OSError, NotImplementedError for v7.3)
+    except Exception as error:  # numpy raises many types (ValueError, EOFError, MemoryError, tokenize errors)
         raise KernelError(f"{source}: cannot read ({type(error).__name__}: {_one_line(error)})") from error
     return validate_kernel(kernel, source)
+
+
+# Run in a child process: scipy's MAT reader (1.17) crashes the process (segmentation fault, bus error) on some
+# damaged files, found by tests/test_fuzz.py; a crash there must be one line, not the end of a run.
+_LOAD_MAT = """
+import io, sys
+import numpy as np, scipy.io
+try:
+    variables = scipy.io.loadmat(sys.argv[1])
+except Exception as error:  # scipy raises many types (ValueError, OSError, NotImplementedError for v7.3)
+    sys.exit(f"cannot read ({type(error).__name__}: {' '.join(str(error).split()) or type(error).__name__})")
+name = next((n for n in sys.argv[2:] if n in variables), None)
+if name is None:
+    sys.exit("no variable " + " or ".join(repr(n) for n in sys.argv[2:]))
+buffer = io.BytesIO()
+try:
+    np.save(buffer, np.asarray(variables[name]), allow_pickle=False)
+except ValueError:
+    sys.exit(f"the variable {name!r} is not an array of numbers")
+sys.stdout.buffer.write(buffer.getvalue())
+"""
+
+
+def _load_mat_kernel(path: Path, source: str) -> np.ndarray:
+    """The kernel variable of a .mat file, read by scipy in a child process (see `_LOAD_MAT`).
+
+    Raises:
+      KernelError: unreadable file, no kernel variable, or the reader crashed (one line).
+    """
+    try:
+        child = subprocess.run([sys.executable, "-c", _LOAD_MAT, os.fspath(path), *_MAT_VARIABLES],
+                               capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise KernelError(f"{source}: cannot read (the MAT reader did not finish in 120 s)") from None
+    if child.returncode < 0:
+        raise KernelError(f"{source}: cannot read (the MAT reader crashed on it: a damaged file)")
+    if child.returncode:
+        message = child.stderr.decode(errors="replace").strip().splitlines()
+        raise KernelError(f"{source}: {message[-1] if message else 'cannot read'}")
+    return np.load(io.BytesIO(child.stdout), allow_pickle=False)
 
 
 def _scale_pair(scale_factor: ScaleFactor) -> np.ndarray:
