@@ -420,3 +420,8 @@ def run() -> None:
     except BrokenPipeError:  # `zssr --help | head`: the reader left; nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         sys.exit(1)
+    except SystemExit as e:
+        if e.code in (130, 143):  # interrupted mid-run: leave now; the interpreter's teardown with TensorFlow's
+            sys.stderr.flush()  # threads still running crashed (SIGSEGV) once in CI after SIGTERM
+            os._exit(e.code)
+        raise
