@@ -22,7 +22,7 @@ import textwrap
 from absl import app as absl_app
 from absl import flags
 
-from zssr_tf import presets
+from zssr_tf import interrupts, presets
 from zssr_tf.config import DEFAULTS, FIELD_CHOICES, FIELD_HELP, FLAG_GROUP, FLAG_NAMES, Config, ConfigError, \
     format_value
 from zssr_tf.image_io import ImageError
@@ -139,21 +139,13 @@ def _expand_presets(argv: list[str]) -> list[str]:
     return expanded + argv[1 + flag_count:]
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Python next runs (the train step returns at least every `engine.CHUNK_SECONDS`)."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str]) -> None:
     """The command, ended by Ctrl-C or SIGTERM with one line and exit status 130 or 143 (128 + the signal)."""
     try:
         _main(argv)
     except KeyboardInterrupt as e:
         print(f"zssr: {e or 'interrupted'}", file=sys.stderr)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(128 + getattr(e, "signum", signal.SIGINT))
 
 
 def _main(argv: list[str]) -> None:
@@ -411,7 +403,7 @@ def grouped_help() -> str:
 def run() -> None:
     """Console-script entry point (`zssr`, `python -m zssr_tf`)."""
     sys.modules["__main__"].__doc__ = USAGE  # what absl's own help (e.g. --helpxml) shows
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
     try:
         try:
             absl_app.run(main, flags_parser=parse_flags)
@@ -421,7 +413,7 @@ def run() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         sys.exit(1)
     except SystemExit as e:
-        if e.code in (130, 143):  # interrupted mid-run: leave now; the interpreter's teardown with TensorFlow's
-            sys.stderr.flush()  # threads still running crashed (SIGSEGV) once in CI after SIGTERM
+        if e.code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # interrupted mid-run: leave now, without
+            sys.stderr.flush()  # tearing down TensorFlow's threads (the host pipeline's are still working)
             os._exit(e.code)
         raise

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zssr_tf import data, inference, metrics, summaries
+from zssr_tf import data, inference, interrupts, metrics, summaries
 from zssr_tf.config import Config
 from zssr_tf.device import resolve_precision
 from zssr_tf.image_io import read_header, read_image
@@ -203,8 +203,8 @@ class StageHistory:
     final_test_seconds: float = 0.0
 
 
-# Longest wall time of one call of the train step (a piece of a chunk), so that Ctrl-C and SIGTERM, which Python sees
-# only between calls, end a run within about a second (a chunk of 20 steps took 11 s on a 2-core AVX2 CPU).
+# Longest wall time of one call of the train step (a piece of a chunk), so that Ctrl-C and SIGTERM, which stop a run
+# between calls, end it within about a second (a chunk of 20 steps took 11 s on a 2-core AVX2 CPU).
 CHUNK_SECONDS = 0.5
 
 
@@ -469,6 +469,7 @@ class Trainer:
                     self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
                     h.iterations += num_steps
                     bar.update(num_steps)
+                    interrupts.check(self._where)
                 # The scalars are read (a device sync) only here; the bar and summaries reuse what is read anyway.
                 if self.iter % self.conf.run.display_every == 0:
                     self._record_scalars(scalars, bar)
@@ -480,14 +481,21 @@ class Trainer:
             logging.warning("%s: steps with non-finite gradients were skipped: %s", self._sf_text,
                             ", ".join(f"{n} of the {name}" for name, n in skipped.items()))
 
+    @property
+    def _where(self) -> str:
+        return f"iteration {self.history[-1].iterations} of {self.max_iters} of {self._sf_text}"
+
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
-        """Ctrl-C (KeyboardInterrupt) or `Terminated` while training says where it stopped, in one line."""
+        """Signals stop training between two calls of the train step (`interrupts`); a KeyboardInterrupt that lands
+        elsewhere (no handler installed, a second Ctrl-C) still says where, in one line."""
         try:
-            yield
-        except KeyboardInterrupt as e:
-            raise type(e)(f"interrupted at iteration {self.history[-1].iterations} of {self.max_iters} of "
-                          f"{self._sf_text}") from None
+            with interrupts.safe_points():
+                yield
+        except interrupts.Interrupted:
+            raise
+        except KeyboardInterrupt:
+            raise interrupts.Interrupted(f"interrupted at {self._where}") from None
 
     def _record_scalars(self, scalars: Mapping[str, tf.Tensor], bar: Any) -> None:
         h = self.history[-1]
