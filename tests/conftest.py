@@ -33,3 +33,37 @@ def tiny_conf() -> Config:
 def example_paths() -> tuple[str, str]:
     """The bundled example LR image and its ground truth."""
     return os.path.join(EXAMPLES, "astronaut.png"), os.path.join(EXAMPLES, "astronaut_gt.png")
+
+
+# The fault table. A test marked `fault(case, expected)` is one row of benchmarks/results/faults.md; what it saw goes
+# in `record_property("observed", ...)`. `ZSSR_FAULTS_TABLE=PATH pytest -m fault` writes the table
+# (benchmarks/faults_table.sh); tests/test_fault_table.py checks that the committed one is complete and passing.
+FAULT_ROWS: list[dict[str, str]] = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(case, expected): a row of benchmarks/results/faults.md")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    marker = item.get_closest_marker("fault")
+    if marker is not None and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
+        FAULT_ROWS.append({"case": marker.args[0], "expected": marker.args[1], "outcome": report.outcome,
+                           "observed": dict(report.user_properties).get("observed", ""), "test": item.nodeid})
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("ZSSR_FAULTS_TABLE")
+    if not path or not FAULT_ROWS:
+        return
+    if session.config.option.keyword or session.config.option.markexpr != "fault":
+        raise pytest.UsageError("ZSSR_FAULTS_TABLE: the table is written by a whole `-m fault` run only")
+    cell = lambda text: " ".join(str(text).split()).replace("|", "\\|")  # noqa: E731
+    lines = ["| # | case | expected | observed | result | test |", "|---|---|---|---|---|---|"]
+    for i, row in enumerate(FAULT_ROWS, 1):
+        lines.append(f"| {i} | {cell(row['case'])} | {cell(row['expected'])} | {cell(row['observed'])} | "
+                     f"{row['outcome']} | `{row['test'].split('::', 1)[-1]}` |")
+    with open(path, "w") as f:
+        f.write(os.environ.get("ZSSR_FAULTS_HEADER", "") + "\n".join(lines) + "\n")

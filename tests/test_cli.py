@@ -7,6 +7,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import scipy.io
 from absl import flags
 
@@ -254,8 +255,8 @@ def test_folder_kernels_are_used_only_when_all_are_there(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "b_log.json").read_text())["kernels"] == []
 
 
-def bad_inputs(tmp_path):
-    """(arguments, expected exit status, expected text) for every kind of bad input."""
+def make_bad_files(tmp_path):
+    """The files of BAD_INPUTS."""
     write_image(tmp_path / "ok.png", smooth_image(16, 16))
     write_image(tmp_path / "tiny.png", smooth_image(3, 3))
     (tmp_path / "empty.png").write_bytes(b"")
@@ -267,38 +268,48 @@ def bad_inputs(tmp_path):
     scipy.io.savemat(tmp_path / "nan.mat", {"Kernel": np.full((3, 3), np.nan)})
     scipy.io.savemat(tmp_path / "zero.mat", {"Kernel": np.zeros((3, 3))})
     np.save(tmp_path / "rank3.npy", np.ones((3, 3, 3)))
-    ok = f"--input={tmp_path / 'ok.png'}"
-    return [
-        ([f"--input={tmp_path / 'missing.png'}"], 1, "no such image file"),
-        ([f"--input={tmp_path / 'empty.png'}"], 1, "empty"),
-        ([f"--input={tmp_path / 'text.png'}"], 1, "not a readable image"),
-        ([f"--input={tmp_path / 'cut.png'}"], 1, "not a readable image"),
-        ([f"--input={tmp_path / 'no_images'}"], 1, "no images"),
-        ([f"--input={tmp_path / 'tiny.png'}"], 1, "too small"),
-        ([], 2, "--input is required"),
-        ([f"--input={tmp_path / 'ok.png'}", "--max_output_megapixels=0.001"], 1, "too large"),
-        ([ok, "--scale_factors=0.5"], 1, "must upscale"),
-        ([ok, "--scale_factors=1"], 1, "must upscale"),
-        ([ok, "--scale_factors=two"], 1, "not a number"),
-        ([ok, "--back_projection_iters=1,2"], 1, "one per scale factor"),
-        ([ok, "--max_iters=many"], 2, "max_iters"),
-        ([ok, "--no_such_flag=1"], 2, "no_such_flag"),
-        ([ok, "stray"], 2, "unexpected arguments"),
-        ([ok, f"--kernels={tmp_path / 'missing.mat'}"], 1, "no such file"),
-        ([ok, f"--kernels={tmp_path / 'nokernel.mat'}"], 1, "no variable 'Kernel'"),
-        ([ok, f"--kernels={tmp_path / 'nan.mat'}"], 1, "finite"),
-        ([ok, f"--kernels={tmp_path / 'zero.mat'}"], 1, "sum"),
-        ([ok, f"--kernels={tmp_path / 'rank3.npy'}"], 1, "2-D"),
-        ([ok, f"--kernels={tmp_path / 'zero.mat'},{tmp_path / 'zero.mat'}"], 1, "2 kernels for 1 scale"),
-        ([ok, f"--output_dir={tmp_path / 'a_file' / 'out'}"], 1, "cannot create output directory"),
-    ]
 
 
-def test_every_bad_input_gives_one_line_and_no_output(tmp_path, capsys):
-    for args, status, message in bad_inputs(tmp_path):
-        out_dir = tmp_path / "out"
-        code, _, err = zssr(capsys, f"--output_dir={out_dir}", *TINY, *args)  # later flags win
-        lines = err.strip().splitlines()
-        assert code == status, (args, err)
-        assert len(lines) == 1 and lines[0].startswith("zssr: error:") and message in lines[0], (args, err)
-        assert not glob.glob(str(out_dir / "*")), args
+OK = "--input={tmp}/ok.png"
+# (case, arguments with {tmp} for the folder of make_bad_files, expected exit status, expected text)
+BAD_INPUTS = [
+    ("input file missing", ["--input={tmp}/missing.png"], 1, "no such image file"),
+    ("input file empty (0 bytes)", ["--input={tmp}/empty.png"], 1, "empty"),
+    ("input file is text named .png", ["--input={tmp}/text.png"], 1, "not a readable image"),
+    ("input PNG cut after 60 bytes", ["--input={tmp}/cut.png"], 1, "not a readable image"),
+    ("input folder without images", ["--input={tmp}/no_images"], 1, "no images"),
+    ("input of 3x3 pixels", ["--input={tmp}/tiny.png"], 1, "too small"),
+    ("no --input", [], 2, "--input is required"),
+    ("output over --max_output_megapixels", [OK, "--max_output_megapixels=0.001"], 1, "too large"),
+    ("scale factor 0.5", [OK, "--scale_factors=0.5"], 1, "must upscale"),
+    ("scale factor 1", [OK, "--scale_factors=1"], 1, "must upscale"),
+    ("scale factor 'two'", [OK, "--scale_factors=two"], 1, "not a number"),
+    ("back-projection iterations for 2 stages of 1", [OK, "--back_projection_iters=1,2"], 1, "one per scale factor"),
+    ("--max_iters=many", [OK, "--max_iters=many"], 2, "max_iters"),
+    ("unknown flag", [OK, "--no_such_flag=1"], 2, "no_such_flag"),
+    ("stray argument", [OK, "stray"], 2, "unexpected arguments"),
+    ("kernel file missing", [OK, "--kernels={tmp}/missing.mat"], 1, "no such file"),
+    ("kernel .mat without a Kernel variable", [OK, "--kernels={tmp}/nokernel.mat"], 1, "no variable 'Kernel'"),
+    ("kernel of NaNs", [OK, "--kernels={tmp}/nan.mat"], 1, "finite"),
+    ("kernel of zeros", [OK, "--kernels={tmp}/zero.mat"], 1, "sum"),
+    ("kernel .npy of rank 3", [OK, "--kernels={tmp}/rank3.npy"], 1, "2-D"),
+    ("2 kernels for 1 scale factor", [OK, "--kernels={tmp}/zero.mat,{tmp}/zero.mat"], 1, "2 kernels for 1 scale"),
+    ("output folder inside a file", [OK, "--output_dir={tmp}/a_file/out"], 1, "cannot create output directory"),
+]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    pytest.param(args, status, message, id=case, marks=pytest.mark.fault(
+        case, f"exit {status}, one line with '{message}', nothing written"))
+    for case, args, status, message in BAD_INPUTS])
+def test_every_bad_input_gives_one_line_and_no_output(args, status, message, tmp_path, capsys, record_property):
+    make_bad_files(tmp_path)
+    out_dir = tmp_path / "out"
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    code, _, err = zssr(capsys, f"--output_dir={out_dir}", *TINY, *args)  # later flags win
+    lines = err.strip().splitlines()
+    record_property("observed", f"exit {code}: {lines[0].replace(str(tmp_path), 'DIR') if lines else '(nothing)'}"
+                    + (f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""))
+    assert code == status, (args, err)
+    assert len(lines) == 1 and lines[0].startswith("zssr: error:") and message in lines[0], (args, err)
+    assert not glob.glob(str(out_dir / "*")), args

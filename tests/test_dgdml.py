@@ -262,7 +262,9 @@ def test_without_depth_the_log_says_it_is_the_ablation_none(dg_conf, caplog):
         DGDML(np.zeros((64, 64, 4), np.float32), dg_conf)
 
 
-def test_depth_files_are_read_and_their_errors_are_one_line(tmp_path):
+@pytest.mark.fault("9 malformed depth maps (missing, corrupt, RGB, 3-D, negative, zeros, text, empty, .npz)",
+                   "a one-line DepthError each")
+def test_depth_files_are_read_and_their_errors_are_one_line(tmp_path, record_property):
     disparity = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000)
     write_image(tmp_path / "d16.png", disparity[..., None].astype(np.float32) / 65535, bit_depth=16)
     assert np.array_equal(read_depth_file(tmp_path / "d16.png"), disparity)
@@ -287,6 +289,7 @@ def test_depth_files_are_read_and_their_errors_are_one_line(tmp_path):
         with pytest.raises(DepthError, match=message) as error:
             load_depth(str(tmp_path / name), "depth", (3, 3, 3))
         assert "\n" not in str(error.value)
+    record_property("observed", f"{len(cases)} one-line errors, e.g. '{error.value}'".replace(str(tmp_path), "DIR"))
 
 
 def test_scale_factors_dgdml_cannot_do_are_config_errors(dg_conf):

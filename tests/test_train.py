@@ -252,3 +252,34 @@ def test_zssr_matches_its_golden_run():
     np.testing.assert_allclose(h.losses, golden["losses"], rtol=1e-3)
     np.testing.assert_allclose(h.reconstruction_mse, golden["reconstruction_mse"], rtol=1e-3)
     np.testing.assert_allclose(sr, golden["sr"], atol=2e-3)
+
+
+@pytest.mark.parametrize("upsampler", [pytest.param(upsampler, marks=pytest.mark.fault(
+    f"a large output of a trained {upsampler} network (here 140x128 in 32-pixel tiles)",
+    "the final test streamed in tiles equals the one-piece one within 1e-5")) for upsampler in ("interpolate",
+                                                                                              "pixel_shuffle")])
+def test_the_streamed_final_test_of_a_trained_network_equals_the_one_piece_one(upsampler, tiny_conf,
+                                                                                record_property):
+    # Without back-projections, whose margins would hide a too small network margin.
+    zssr = ZSSR(smooth_image(70, 64), tiny_conf.replace(max_iters=20, back_projection_iters=(0,), upsampler=upsampler))
+    zssr.run()
+    whole = zssr.final_test()  # the default tile (1024) is larger than 140x128: one piece
+    zssr.conf = zssr.conf.replace(final_test_tile=32)
+    difference = float(np.abs(zssr.final_test() - whole).max())
+    record_property("observed", f"largest difference {difference:.1e}")
+    assert difference <= 1e-5
+
+
+@pytest.mark.fault("an input larger than --quick_test_megapixels (a large photo)",
+                   "the quick tests reconstruct its centre only; small inputs all of it")
+def test_quick_tests_of_a_large_input_reconstruct_its_centre(tiny_conf, record_property):
+    image = smooth_image(40, 60)
+    conf = tiny_conf.replace(quick_test_megapixels=0.0006, max_iters=12)  # 600 of the 2400 pixels
+    zssr = ZSSR(image, conf, ground_truth=imresize(image, 2.0))
+    assert zssr._quick_test_region() == ((10, 15), (20, 30))
+    zssr.run()
+    h = zssr.history[-1]
+    assert len(h.reconstruction_mse) == len(h.true_mse) >= 2 and np.all(np.isfinite(h.true_mse))
+    assert ZSSR(image, tiny_conf)._quick_test_region() == ((0, 0), (40, 60))  # the default: all of a small input
+    record_property("observed", f"40x60 input, 0.0006 MP: region {zssr._quick_test_region()}; by default "
+                    f"{ZSSR(image, tiny_conf)._quick_test_region()}; {len(h.reconstruction_mse)} tests")

@@ -357,10 +357,11 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Training (ZSSR; ZSRGAN and DGDML-SR have their own below)", (
         "seed", "max_iters", "min_iters", "learning_rate", "min_learning_rate", "learning_rate_change_ratio",
         "learning_rate_policy_check_every", "learning_rate_slope_range", "run_test", "run_test_every", "crop_size",
-        "init_net_for_each_sf")),
+        "init_net_for_each_sf", "divergence_retries")),
     ("Augmentation (how HR fathers are cut from the image)", tuple(
         name for name in FLAG_NAMES if FLAG_GROUP[name] == "zssr" and name.startswith("augment_"))),
-    ("Speed and memory", ("precision", "pipeline", "jit_compile", "tile_size")),
+    ("Speed and memory", ("precision", "pipeline", "jit_compile", "tile_size", "final_test_tile",
+                          "quick_test_megapixels")),
     ("ZSRGAN (--method=zsrgan)", tuple(name for name in FLAG_NAMES if FLAG_GROUP[name] == "zsrgan")),
     ("DGDML-SR (--method=dgdml)", tuple(name for name in FLAG_NAMES if FLAG_GROUP[name] == "dgdml")),
     ("Kernel estimation (zssr estimate-kernel, --kernels=estimate)", (

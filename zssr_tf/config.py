@@ -93,11 +93,26 @@ class RunConfig:
         False, "Compile the train step with XLA. Off by default: XLA is slower on CPUs. On a GPU, where the step is "
         "bound by kernel launches, fusing them may pay (not yet measured).")
     max_output_megapixels: float = _field(
-        16.0, "Largest output, in megapixels, a run accepts: the final test needs about 1 GB of memory per output "
-        "megapixel, so larger images are refused up front; raise it on machines with more memory.")
+        64.0, "Largest output, in megapixels, a run accepts (a larger input is refused from its header): the final "
+        "test streams tiles (--final_test_tile), so its memory is about two copies of the output plus the tiles, but "
+        "its time grows with the output.")
     tile_size: int = _field(
         512, "Side of the tiles the network runs on at test time, bounding memory on large images (the result is "
         "the same as in one piece).")
+    final_test_tile: int = _field(
+        1024, "Side, in output pixels, of the tiles the final test streams through all its parts (rotations and "
+        "mirrors, median, back-projections), each with the margin that makes the result the same as in one piece "
+        "(measured: as fast as one piece at 1024); outputs no larger, and scale factors whose pixel grids do not "
+        "line up on a small period (with a numeric kernel: not whole numbers), are done in one piece, with a "
+        "warning. 0: always in one piece.")
+    quick_test_megapixels: float = _field(
+        1.0, "Largest part of the input, in megapixels, the quick tests reconstruct (its centre): on larger photos "
+        "the tests would otherwise take longer than the training. 0: the whole input, as the paper.")
+    divergence_retries: int = _field(
+        2, "When a stage diverges (non-finite weights, or a non-finite loss at two checks of the loop in a row), "
+        "its networks go back to the last good weights (kept at every check) and, up to this many times, go on at "
+        "a tenth of the learning rate (ZSSR, while that stays above min_learning_rate); after that, or for methods "
+        "with a fixed schedule (ZSRGAN, DGDML-SR, kernel estimation), the stage ends with those weights.")
     display_every: int = _field(20, "Iterations between the log lines of the train step's losses.")
     progress: bool = _field(
         True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
@@ -118,6 +133,10 @@ class RunConfig:
         _check_choice(self)
         _check_positive(self, ("tile_size", "display_every"))
         _check(self.max_output_megapixels > 0, "max_output_megapixels: must be > 0")
+        _check(self.final_test_tile >= 0, "final_test_tile: must be >= 0")
+        _check(self.divergence_retries >= 0, "divergence_retries: must be >= 0")
+        _check(math.isfinite(self.quick_test_megapixels) and self.quick_test_megapixels >= 0,
+               "quick_test_megapixels: must be a finite number >= 0")
         _check(self.seed >= 0, "seed: must be >= 0")
         _check(self.vgg_weights in ("imagenet", "none") or self.vgg_weights.endswith(".h5"),
                f"vgg_weights: {self.vgg_weights!r} is not imagenet, none or an .h5 file")

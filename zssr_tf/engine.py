@@ -33,7 +33,7 @@ from zssr_tf import data, inference, interrupts, metrics, summaries
 from zssr_tf.config import Config
 from zssr_tf.device import resolve_precision
 from zssr_tf.image_io import read_header, read_image
-from zssr_tf.imresize import fix_scale_and_shape, imresize
+from zssr_tf.imresize import fix_scale_and_shape, imresize, support_radius
 from zssr_tf.kernels import KernelError, preprocess_kernels
 from zssr_tf.losses import l1_loss
 from zssr_tf.models.weights import restore_networks, save_model, write_checkpoint
@@ -199,6 +199,7 @@ class StageHistory:
     true_mse: list[float] = dataclasses.field(default_factory=list)
     skipped_steps: dict[str, int] = dataclasses.field(default_factory=dict)  # per optimizer: non-finite, not applied
     restarts: list[int] = dataclasses.field(default_factory=list)  # iterations of new random weights (stuck net)
+    divergences: list[int] = dataclasses.field(default_factory=list)  # iterations where the training diverged
     train_seconds: float = 0.0
     final_test_seconds: float = 0.0
 
@@ -339,6 +340,7 @@ class Trainer:
                            for name, optimizer in optimizers.items()}
         self.checkpoint = tf.train.Checkpoint(
             **self.networks, **{f"{name}_optimizer": o.optimizer for name, o in self.optimizers.items()})
+        self._set_divergence_guard()
         generator = self.networks["generator"]
         # `None` (not False) leaves TF's own choice when XLA is off.
         step = tf.function(self.train_step, jit_compile=True if self.conf.run.jit_compile else None)
@@ -357,6 +359,45 @@ class Trainer:
             return tf.clip_by_value(tf.cast(generator(interpolated, training=False), tf.float32), 0.0, 1.0)
 
         self._train_step, self._train_steps, self._predict = step, train_steps, predict
+
+    def _set_divergence_guard(self) -> None:
+        """A copy of every network and optimizer variable (not the step counts and learning rates, which go on),
+        refreshed at each sync of the loop where the loss and the variables are finite; a divergence restores it.
+
+        A non-finite gradient never reaches the weights (`GuardedOptimizer` skips the step), but finite ones can
+        still blow them up (too high a learning rate), and then every later step is skipped: the guard is what
+        gives such a stage its last good weights back instead of a NaN image."""
+        guarded = [v for network in self.networks.values() for v in network.variables]
+        # Step counts and learning rates go on; so does a loss scale (float16), lowered after an overflow.
+        guarded += [v for o in self.optimizers.values() for v in o.optimizer.variables
+                    if not v.path.endswith(("/iteration", "/learning_rate", "/dynamic_scale", "/step_counter"))]
+        floats = [v for v in guarded if tf.as_dtype(v.dtype).is_floating]
+        self._good_state = [tf.Variable(v, trainable=False) for v in guarded]
+        self._good_iteration = self.iter
+
+        @tf.function
+        def keep_if_finite(loss: tf.Tensor) -> tf.Tensor:
+            """0: all finite (kept); 1: the loss is not, the variables are; 2: the variables are not."""
+            variables_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
+
+            def keep() -> tf.Tensor:
+                for good, v in zip(self._good_state, guarded):
+                    good.assign(v)
+                return tf.constant(0)
+
+            return tf.cond(tf.logical_not(variables_finite), lambda: tf.constant(2),
+                           lambda: tf.cond(tf.math.is_finite(loss), keep, lambda: tf.constant(1)))
+
+        def restore() -> None:
+            for good, v in zip(self._good_state, guarded):
+                v.assign(good)
+
+        self._keep_if_finite, self._restore_good_state = keep_if_finite, restore
+
+    def lower_learning_rate(self, factor: float) -> bool:
+        """After a divergence: multiplies the learning rate by `factor` and returns True, or returns False when the
+        stage should end instead (methods with a fixed schedule, or a learning rate below the method's floor)."""
+        return False
 
     def load_init_weights(self) -> None:
         """Sets the networks from `run.init_weights` (a checkpoint of `export_model`, or a generator file)."""
@@ -430,6 +471,8 @@ class Trainer:
             start = time.perf_counter()
             output = self.final_test()
             self.history[-1].final_test_seconds = time.perf_counter() - start
+            if not np.all(np.isfinite(output)):  # never written: the guard keeps finite weights, but say so if not
+                raise ValueError(f"{self._sf_text}: the output has NaN or infinite values")
             self.hr_fathers_sources.append(output)
             self.outputs.append(output)
             logging.info("%s done: %d iterations, learning-rate drops at %s, train %.1f s, "
@@ -454,6 +497,9 @@ class Trainer:
         examples = iter(self.example_dataset(self.max_iters))
         for optimizer in self.optimizers.values():
             optimizer.skipped.assign(0)
+        if int(self._keep_if_finite(tf.constant(0.0))):  # the stage's starting weights are its first good ones
+            raise ValueError(f"{self._sf_text}: the weights are not finite before training (from init_weights?)")
+        self._good_iteration, bad_losses = 0, 0
         with summaries.progress_bar(self.max_iters, self._sf_text, self.conf.run.progress) as bar, \
                 self._interruptible():
             while h.iterations < self.max_iters:
@@ -471,6 +517,19 @@ class Trainer:
                     bar.update(num_steps)
                     interrupts.check(self._where)
                 # The scalars are read (a device sync) only here; the bar and summaries reuse what is read anyway.
+                # A non-finite loss with finite weights (that step was skipped) is a divergence only at two syncs
+                # in a row: one bad example must not cost a learning-rate drop.
+                health = int(self._keep_if_finite(tf.cast(scalars["loss"], tf.float32)))
+                bad_losses = bad_losses + 1 if health == 1 else 0
+                if health == 2 or bad_losses == 2:
+                    bad_losses = 0
+                    what = ("the weights are not finite" if health == 2
+                            else f"the loss is {float(scalars['loss'])} at two checks in a row")
+                    if self._diverged(what):
+                        break
+                    continue
+                if health == 0:
+                    self._good_iteration = self.iter
                 if self.iter % self.conf.run.display_every == 0:
                     self._record_scalars(scalars, bar)
                 if self.after_sync():
@@ -480,6 +539,23 @@ class Trainer:
         if skipped:
             logging.warning("%s: steps with non-finite gradients were skipped: %s", self._sf_text,
                             ", ".join(f"{n} of the {name}" for name, n in skipped.items()))
+
+    def _diverged(self, what: str) -> bool:
+        """Non-finite weights (or losses) at this sync: back to the last good weights and on at a lower learning
+        rate (`run.divergence_retries` times, where the method can); returns True to end the stage."""
+        h = self.history[-1]
+        h.divergences.append(self.iter)
+        self._restore_good_state()
+        learning_rate = self.learning_rate
+        lead = (f"{self._sf_text} iteration {self.iter}: the training diverged ({what}, learning rate "
+                f"{learning_rate:.1e}); back to the weights of iteration {self._good_iteration}")
+        retries = self.conf.run.divergence_retries
+        if len(h.divergences) <= retries and self.lower_learning_rate(0.1):
+            logging.warning("%s, going on at learning rate %.1e (retry %d of %d)", lead, self.learning_rate,
+                            len(h.divergences), retries)
+            return False
+        logging.warning("%s, which end the stage", lead)
+        return True
 
     @property
     def _where(self) -> str:
@@ -518,13 +594,16 @@ class Trainer:
     def quick_test(self) -> None:
         """Reconstruction error of the input from its own son (ZSSR's policy reads it); true error with GT."""
         h = self.history[-1]
+        (top, left), (height, width) = self._quick_test_region()
+        image = self.input[top:top + height, left:left + width]
         if self.gt_per_sf is not None:
-            sr = self.forward_pass(self.input)
-            h.true_mse.append(float(np.mean((self.gt_per_sf - sr) ** 2)))
-        son = self.father_to_son(self.input, self._test_rng)
-        reconstruction = self.forward_pass(son, self.input.shape[:2])
+            sr = self.forward_pass(image)
+            y0, x0 = round(top * self.sf[0]), round(left * self.sf[1])
+            h.true_mse.append(float(np.mean((self.gt_per_sf[y0:y0 + sr.shape[0], x0:x0 + sr.shape[1]] - sr) ** 2)))
+        son = self.father_to_son(image, self._test_rng)
+        reconstruction = self.forward_pass(son, image.shape[:2])
         self.on_quick_test(son, reconstruction)
-        h.reconstruction_mse.append(float(np.mean((self.input - reconstruction) ** 2)))
+        h.reconstruction_mse.append(float(np.mean((image - reconstruction) ** 2)))
         h.test_steps.append(self.iter)
         logging.info("%s iteration %d: reconstruction MSE %.5e%s", self._sf_text, self.iter,
                      h.reconstruction_mse[-1], f", true MSE {h.true_mse[-1]:.5e}" if h.true_mse else "")
@@ -534,6 +613,22 @@ class Trainer:
                 values.update({"quick_test/true_mse": h.true_mse[-1],
                                "quick_test/true_psnr": metrics.psnr_of_mse(h.true_mse[-1])})
             self._summaries.scalars(values, step=self.global_step)
+
+    def _quick_test_region(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(top, left), (height, width) of the part of the input the quick tests reconstruct: all of it, or its
+        centre of `quick_test_megapixels` (on a grid where the stage's output pixels line up with it)."""
+        h, w = self.input.shape[:2]
+        limit = self.conf.run.quick_test_megapixels * 1e6
+        if not limit or h * w <= limit:
+            return (0, 0), (h, w)
+        shrink = math.sqrt(limit / (h * w))
+        size, corner = [], []
+        for length, scale in zip((h, w), self.sf):
+            part = max(self.min_input_size, int(length * shrink))
+            period = inference.grid_period(float(scale)) or length  # top-left without a small period
+            size.append(part)
+            corner.append((length - part) // 2 // period * period)
+        return (corner[0], corner[1]), (size[0], size[1])
 
     def forward_pass(self, lr_image: np.ndarray, output_shape: Sequence[int] | None = None) -> np.ndarray:
         """The generator on the LR image; float32 in [0, 1] of `output_shape` (default ceil(sf * size)).
@@ -556,9 +651,13 @@ class Trainer:
 
     def final_test(self) -> np.ndarray:
         """The stage's output: self-ensemble (if `output_flip`) and back-projection around `forward_pass`."""
+        upscale_method = self.conf.task.upscale_method
+        # A tile's network input needs the generator's receptive field and the interpolation's support around it.
+        margin = (self.networks["generator"].receptive_field_radius
+                  + support_radius(upscale_method, float(max(self.sf))) + 1)
         return inference.final_test(
-            self.forward_pass, self.input, tuple(self.sf), self.kernel, self.conf.task.upscale_method,
-            self.back_projection_iters, self.output_flip)
+            self.forward_pass, self.input, tuple(self.sf), self.kernel, upscale_method, self.back_projection_iters,
+            self.output_flip, self.conf.run.final_test_tile, margin)
 
     def _ground_truth_for_stage(self) -> np.ndarray | None:
         """The ground truth at this stage's scale (monitoring only), cropped to the output's size."""

@@ -67,6 +67,15 @@ _KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
 KERNEL_NAMES = tuple(_KERNELS)
 
 
+def support_radius(kernel: str | np.ndarray, scale: float) -> int:
+    """How far (in input pixels) an output pixel of a resize by `scale` reaches on each side: what a tile of an
+    image needs around it to be resized as in one piece."""
+    if isinstance(kernel, np.ndarray):
+        return max(kernel.shape) // 2 + 1
+    width = _KERNELS[kernel][1]
+    return int(math.ceil(width / 2 / min(scale, 1.0))) + 1
+
+
 def _check_kernel(kernel: str | np.ndarray) -> None:
     if isinstance(kernel, np.ndarray):
         if kernel.ndim != 2 or kernel.size == 0:

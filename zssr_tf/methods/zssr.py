@@ -230,7 +230,7 @@ class ZSSR(Trainer):
 
     def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
         if self.conf.zssr.learn_residual:  # what the network adds to its base, for the stuck check
-            base = data.interpolate(lr_son, self.sf, self.input.shape, self.conf.task.upscale_method)
+            base = data.interpolate(lr_son, self.sf, reconstruction.shape, self.conf.task.upscale_method)
             if self._backbone is not None:  # the ZSSR network's base is the backbone's output
                 base = self._backbone(base[None], training=False).numpy()[0]
             self._residual_max = float(np.max(np.abs(reconstruction - np.clip(base, 0.0, 1.0))))
@@ -256,6 +256,17 @@ class ZSSR(Trainer):
         h.learning_rate_change_iters.append(self.iter)
         logging.info("%s iteration %d: learning rate dropped to %.1e", self._sf_text, self.iter,
                      self.learning_rate)
+
+    def lower_learning_rate(self, factor: float) -> bool:
+        """After a divergence: on at `factor` times the learning rate (a drop, for the policy and the plot), unless
+        that is below `min_learning_rate`, where the stage would end anyway."""
+        learning_rate = self.learning_rate * factor
+        if learning_rate < self.conf.zssr.min_learning_rate:
+            return False
+        self.set_learning_rate(learning_rate)
+        self.learning_rate_change_iter_nums.append(self.iter)
+        self.history[-1].learning_rate_change_iters.append(self.iter)
+        return True
 
     def restart_network(self) -> None:
         """New random weights and Adam for a stuck network; the policy waits `min_iters` again (see MAX_RESTARTS)."""
