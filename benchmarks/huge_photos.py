@@ -87,7 +87,7 @@ def final_test_child(tile: int, lr_side: int, photo: str, out: str) -> None:
 def write_section(title: str, lines: list[str]) -> None:
     """Replaces (or appends) the `## title` section of the results file."""
     text = open(RESULTS).read() if os.path.exists(RESULTS) else (
-        "# Large photos: the streamed final test and a 12-megapixel photo\n\n"
+        "# Large photos: the streamed final test, and whole runs on large photos\n\n"
         "Made by `benchmarks/huge_photos.py` (see its docstring for what each part measures).\n")
     sections = re.split(r"(?m)^(?=## )", text)
     body = f"## {title}\n\n" + "\n".join(lines) + "\n\n"
@@ -99,7 +99,7 @@ def write_section(title: str, lines: list[str]) -> None:
         sections.append(body)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
-        f.write("".join(sections).rstrip() + "\n")
+        f.write("\n\n".join(section.strip() for section in sections) + "\n")
 
 
 def commit() -> str:
@@ -160,7 +160,8 @@ def photo_part(flags: argparse.Namespace) -> None:
         f.write(child.stderr)
     peak_kb = re.search(r"Maximum resident set size \(kbytes\): (\d+)", child.stderr)
     done = re.search(r"done: (\d+) iterations.*train ([\d.]+) s, final test ([\d.]+) s", child.stderr)
-    output = os.path.join(out, f"{name}_zssr.png")
+    from zssr_tf.image_io import output_name
+    output = os.path.join(out, output_name(path, (2.0, 2.0)))
     if os.path.exists(output):
         from zssr_tf.image_io import read_header
         header = read_header(output)
@@ -171,7 +172,8 @@ def photo_part(flags: argparse.Namespace) -> None:
              f"default preset: x2, one jump), `python benchmarks/huge_photos.py photo --megapixels="
              f"{flags.megapixels:g}` at commit {commit()}, "
              f"{cpu_name()}, {os.cpu_count()} cores, float32.", "",
-             "| exit status | output | wall time (min) | peak memory (GB) | iterations | train (min) | final test (min) |",
+             "| exit status | output | wall time (min) | peak memory (GB) | iterations | train (min) "
+             "| final test (min) |",
              "|---|---|---|---|---|---|---|",
              f"| {child.returncode} | {shape} | {wall / 60:.1f} | "
              f"{int(peak_kb.group(1)) / 1e6 if peak_kb else float('nan'):.2f} | "

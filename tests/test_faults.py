@@ -42,7 +42,8 @@ def test_a_huge_header_is_refused_before_decoding_and_other_decoder_errors_are_o
         status, _, err = zssr(capsys, f"--input={tmp_path / name}", f"--output_dir={tmp_path / 'out'}", *TINY)
         assert time.perf_counter() - start < 30  # no minute of decoding first (a bound, not a speed target)
         assert status == 1 and err.count("\n") == 1
-        assert "is too large: over the 16 megapixels accepted (its output would be over max_output_megapixels=64)" in err
+        assert ("is too large: over the 16 megapixels accepted (its output would be over "
+                "max_output_megapixels=64)") in err
         seconds = time.perf_counter() - start
         record_property("observed", f"exit {status} in {seconds:.1f} s: {err.strip().replace(str(tmp_path), 'DIR')}")
     assert not os.path.exists(tmp_path / "out")  # nothing written
@@ -261,7 +262,8 @@ def test_a_diverged_stage_goes_back_to_its_last_good_weights_at_a_lower_learning
     assert h.divergences == [20] and h.iterations == 60 and np.all(np.isfinite(output))
     assert all(np.array_equal(a, b) for a, b in zip(good["weights"], restored[0]))
     assert trainer.learning_rate == pytest.approx(conf.zssr.learning_rate / 10) and h.learning_rate_change_iters == [20]
-    assert ("x2 iteration 20: the training diverged (the weights are not finite, learning rate 1.0e-03); back to the weights of "
+    assert ("x2 iteration 20: the training diverged (the weights are not finite, learning rate 1.0e-03); back to the "
+            "weights of "
             "iteration 19, going on at learning rate 1.0e-04 (retry 1 of 2)") in caplog.text
     # It trains on after the divergence: the weights moved from the restored ones.
     assert not all(np.array_equal(a, v.numpy()) for a, v in zip(restored[0], trainer.model.trainable_variables))
@@ -331,7 +333,8 @@ def test_a_non_finite_loss_is_a_divergence_at_two_checks_in_a_row(tiny_conf, cap
     always.nan_loss = lambda step: step >= 21
     output = always.run()
     h = always.history[-1]
-    assert h.divergences[0] == always.next_sync_iteration(21) and len(h.divergences) == 3 and np.all(np.isfinite(output))
+    assert h.divergences[0] == always.next_sync_iteration(21) and len(h.divergences) == 3
+    assert np.all(np.isfinite(output))
     assert "the loss is nan at two checks in a row" in caplog.text
     record_property("observed", f"once: no divergence, 60 iterations; always: divergences at {h.divergences} "
                     "(2 retries, then the end), output finite")

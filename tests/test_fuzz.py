@@ -118,7 +118,8 @@ def _check(kind: str, tmp_path_factory, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.fault(
-    f"random and mutated bytes of {kind} files", f"each a one-line error or a valid result within {SECONDS_PER_CASE} s"))
+    f"random and mutated bytes of {kind} files",
+    f"each a one-line error or a valid result within {SECONDS_PER_CASE} s"))
     for kind in sorted(KINDS)])
 def test_mutated_files_give_a_clean_error_or_a_valid_result(kind, tmp_path_factory, record_property):
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,

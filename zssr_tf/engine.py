@@ -8,10 +8,12 @@ and its final-test settings. The engine owns:
   * the Python loop and its chunking: the steps up to the next iteration the loop must see (a loss line, one of
     the method's own events, the last iteration) run in one `tf.function` call;
   * the history of every named scalar, fed to the log lines, the progress bar, TensorBoard and `<name>_log.json`;
-  * precision, loss scaling and the skip of non-finite steps, per optimizer (`GuardedOptimizer`);
+  * precision, loss scaling and the skip of non-finite steps, per optimizer (`GuardedOptimizer`), and the
+    divergence guard (the last good variables, restored when the weights or losses stop being finite);
   * one `tf.train.Checkpoint` of all networks and optimizers, through which export and `init_weights` go;
-  * the quick test (reconstruction of the input from its own son; true error with ground truth) and tiled
-    prediction on whole images (the generator states its scale and receptive field).
+  * the quick test (reconstruction of the input, or of its centre for large ones, from its own son; true error
+    with ground truth), tiled prediction on whole images (the generator states its scale and receptive field) and
+    the final test, streamed in tiles for large outputs (`inference.final_test`).
 No engine module imports a method.
 """
 

@@ -152,6 +152,7 @@ def final_test(
                             *hr_shape, "x".join(f"{s:g}" for s in scale_factor),
                             " (with a numeric kernel: not whole numbers)" if isinstance(down_kernel, np.ndarray)
                             else "")
+
         def project(y: np.ndarray) -> np.ndarray:
             return back_projection(y, lr_image, down_kernel, up_kernel, scale_factor, back_projection_iters)
 
@@ -167,13 +168,13 @@ def final_test(
     # Pass 1: the median of the back-projected outputs, tile by tile; pass 2: its back-projection.
     median = np.empty(shape, np.float32)
     for tile in _tiles(rows, cols):
-        region, lr, keep = _around(rows, cols, tile, (rows.margin, cols.margin))
+        region, lr, keep = _around(rows, cols, tile)
         outputs = [projected(_network_region(forward_pass, lr_image, k, region, scale_factor, network_margin), lr,
                              keep) for k in transforms]
         median[_hr_slices(rows, cols, tile)] = np.median(outputs, axis=0)
     result = np.empty(shape, np.float32)
     for tile in _tiles(rows, cols):
-        region, lr, keep = _around(rows, cols, tile, (rows.margin, cols.margin))
+        region, lr, keep = _around(rows, cols, tile)
         result[_hr_slices(rows, cols, tile)] = projected(median[region], lr, keep)
     return result
 
@@ -239,11 +240,12 @@ def _hr_slices(rows: _Grid, cols: _Grid, tile: tuple[int, int, int, int]) -> tup
     return slice(rows.hr(top), rows.hr(bottom)), slice(cols.hr(left), cols.hr(right))
 
 
-def _around(rows: _Grid, cols: _Grid, tile: tuple[int, int, int, int], margins: tuple[int, int]
+def _around(rows: _Grid, cols: _Grid, tile: tuple[int, int, int, int]
             ) -> tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]:
-    """The HR and LR slices of a tile grown by `margins`, and the tile's own HR part within the grown one."""
+    """The HR and LR slices of a tile grown by the back-projections' margins, and the tile's own HR part within
+    the grown one."""
     top, bottom, left, right = tile
-    (y0, y1), (x0, x1) = rows.expand(top, bottom, margins[0]), cols.expand(left, right, margins[1])
+    (y0, y1), (x0, x1) = rows.expand(top, bottom, rows.margin), cols.expand(left, right, cols.margin)
     region = _hr_slices(rows, cols, (y0, y1, x0, x1))
     keep = (slice(rows.hr(top) - rows.hr(y0), rows.hr(bottom) - rows.hr(y0)),
             slice(cols.hr(left) - cols.hr(x0), cols.hr(right) - cols.hr(x0)))
