@@ -27,7 +27,8 @@ def build_linear_generator(
     name: str = "kernelgan_generator",
 ) -> keras.Model:
     """KernelGAN's G: valid convolutions of `layer_sizes`, `width` channels, no biases, no activations; the last
-    one (1x1, to one channel) has stride `scale` (in the last layer, so the read-out kernel is not dilated).
+    one (1x1, to one channel) has stride `scale` (in the last layer, so the read-out kernel is not dilated), done as
+    a subsampling of its stride-1 output.
 
     It takes one channel: a colour image goes through it as a batch of its channels (one kernel for all of them).
     A 64x64 crop gives a 26x26 output at x2 (the 13x13 composed kernel, then every second pixel).
@@ -52,8 +53,12 @@ def build_linear_generator(
         # KernelGAN's start: Glorot normal with gain 0.1, a nearly zero kernel that Adam's normalised steps grow.
         initializer = keras.initializers.VarianceScaling(0.01, "fan_avg", "untruncated_normal",
                                                          seed=None if seed is None else seed + i)
-        x = keras.layers.Conv2D(1 if last else width, size, strides=scale if last else 1, use_bias=False,
-                                kernel_initializer=initializer, dtype="float32", name=f"conv_{i}")(x)
+        x = keras.layers.Conv2D(1 if last else width, size, use_bias=False, kernel_initializer=initializer,
+                                dtype="float32", name=f"conv_{i}")(x)
+    # The stride of the last (1x1) layer as every `scale`-th pixel of its stride-1 output: the same values and
+    # gradients. oneDNN's weight gradient of a strided 1x1 convolution corrupts the heap (a segmentation fault
+    # within a few steps) on some CPUs (seen with TensorFlow 2.21 on an AMD EPYC with AVX512-BF16, in float32 too).
+    x = x[:, ::scale, ::scale, :]
     return keras.Model(image, x, name=name)
 
 
