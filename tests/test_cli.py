@@ -53,7 +53,7 @@ def test_entry_point_writes_the_named_output_config_and_log(tmp_path):
                              f"--output_dir={tmp_path / 'out'}", "--seed=3", *TINY)
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_comparison.png", "in_log.json",
-                                                    "in_training.png", "in_zssr_X2.00X2.00.png"]
+                                                    "in_record.json", "in_training.png", "in_zssr_X2.00X2.00.png"]
     # With ground truth: the training curves and labelled bicubic | ZSSR | ground truth crops (tests/test_pictures.py).
     assert read_image(tmp_path / "out" / "in_comparison.png").pixels.shape[1] > 3 * 160
     assert read_image(tmp_path / "out" / "in_training.png").pixels.shape[1] > 500
@@ -154,7 +154,7 @@ class config:
 def test_tensorflow_start_up_lines_are_dropped_unless_the_import_fails_or_level_0_asks(tmp_path):
     (tmp_path / "tensorflow").mkdir()
     (tmp_path / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
-    code = ("from zssr_tf import cli; cli._import_tensorflow_quietly(); import tensorflow as tf; "
+    code = ("from zssr_tf import cli; cli.import_tensorflow_quietly(); import tensorflow as tf; "
             "tf.config.list_physical_devices(); print('imported')")  # what the app's import does next
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), ROOT])
@@ -228,11 +228,17 @@ def test_folder_run_with_quick_preset_keeps_gray_rgba_and_16_bit(tmp_path, capsy
     assert sorted(rows) == ["deep", "gray", "rgba"] and all(r["status"] == "done" for r in rows.values())
     assert float(rows["gray"]["psnr_y"]) > 10 and rows["rgba"]["psnr_y"] == ""
 
-    # A second run skips what exists; --overwrite redoes it.
+    # A second run keeps what its records say is done (with their numbers); --overwrite redoes it.
     status, out, _ = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY)
-    assert status == 0 and out.count("skipped") == 3
+    assert status == 0 and out.count("done by an earlier run, kept") == 3
+    with open(tmp_path / "out" / "results.csv") as f:
+        assert {row["name"]: row for row in csv.DictReader(f)} == rows
+    # Outputs without a record (another version's) are kept too, as "skipped".
+    os.remove(tmp_path / "out" / "gray_record.json")
+    status, out, _ = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY)
+    assert status == 0 and out.count("kept") == 2 and "gray: skipped" in out
     status, out, _ = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY, "--overwrite")
-    assert status == 0 and "skipped" not in out
+    assert status == 0 and "skipped" not in out and "kept" not in out
 
 
 def test_folder_kernels_are_used_only_when_all_are_there(tmp_path, capsys):

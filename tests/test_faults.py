@@ -161,8 +161,8 @@ def test_ctrl_c_and_sigterm_end_with_one_line_soon_and_no_temporary_files(tmp_pa
 
 
 @pytest.mark.fault("kill -9 of a folder run in its second image, then the same command again",
-                   "no temporary or truncated file; the rerun skips what was done, does the rest, exit 0, results.csv "
-                   "complete")
+                   "no temporary or truncated file; the rerun keeps what its record says was done, does the rest, "
+                   "exit 0, results.csv complete")
 def test_a_killed_folder_run_is_completed_by_running_it_again(tmp_path, capsys, record_property):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -187,7 +187,8 @@ def test_a_killed_folder_run_is_completed_by_running_it_again(tmp_path, capsys, 
     status, out, err = zssr(capsys, *args)
     with open(tmp_path / "out" / "results.csv") as f:
         rows = {row["name"]: row["status"] for row in csv.DictReader(f)}
-    assert status == 0 and rows == {"a": "skipped", "b": "done", "c": "done"}, (rows, err)
+    assert status == 0 and rows == {"a": "done", "b": "done", "c": "done"}, (rows, err)
+    assert "a: done by an earlier run, kept" in out
     assert all(read_image(tmp_path / "out" / f"{name}_zssr_X2.00X2.00.png").pixels.shape == (40, 44, 3)
                for name in "abc")
     record_property("observed", f"killed with {len(left)} files, none temporary; rerun exit {status}, results.csv "

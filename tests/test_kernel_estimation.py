@@ -246,4 +246,4 @@ def test_zssr_with_estimated_kernels_writes_them_and_uses_them(tmp_path, capsys,
         np.testing.assert_allclose(kernel, load_kernel(path))
     assert sorted(os.listdir(tmp_path / "out")) == [
         "config.json", "img_kernel_x2.mat", "img_kernel_x2.png", "img_kernel_x4.mat", "img_kernel_x4.png",
-        "img_log.json", "img_zssr_X2.00X2.00.png", "img_zssr_X4.00X4.00.png"]
+        "img_log.json", "img_record.json", "img_zssr_X2.00X2.00.png", "img_zssr_X4.00X4.00.png"]

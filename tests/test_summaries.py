@@ -132,8 +132,8 @@ def test_command_line_writes_event_files_and_the_network(tmp_path, capsys, caplo
     status, out, err = zssr(capsys, f"--input={tmp_path / 'in.png'}", f"--output_dir={tmp_path / 'out'}", *TINY,
                             "--tensorboard", "--export_model")
     assert status == 0, err
-    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_zssr_X2.00X2.00.png",
-                                                    "in_zssr_checkpoint", "tb"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "in_log.json", "in_record.json",
+                                                    "in_zssr_X2.00X2.00.png", "in_zssr_checkpoint", "tb"]
     assert {"train/loss", "quick_test/reconstruction_mse"} <= set(read_events(tmp_path / "out" / "tb" / "in"))
     assert json.loads((tmp_path / "out" / "in_log.json").read_text())["model"].endswith("in_zssr_checkpoint")
     assert "network saved as" in out

@@ -120,7 +120,8 @@ def test_gan_run_writes_its_outputs_scalars_and_events(gan_conf, tmp_path, capsy
                                    f"--output_dir={tmp_path / 'out'}", "--tensorboard", "--export_model", *flags)
     assert status == 0, err
     assert sorted(os.listdir(tmp_path / "out")) == [
-        "config.json", "in_comparison.png", "in_log.json", "in_training.png", "in_zsrgan_X2.00X2.00.png",
+        "config.json", "in_comparison.png", "in_log.json", "in_record.json", "in_training.png",
+        "in_zsrgan_X2.00X2.00.png",
         "in_zsrgan_checkpoint", "tb"]
     log = json.loads((tmp_path / "out" / "in_log.json").read_text())
     stage = log["stages"][0]

@@ -4,7 +4,9 @@ The command line and notebooks call `run()` (one image) or `run_folder()` (the o
 method of `zssr_tf.methods.METHODS`; the trainers never touch files. Everything goes under `output_dir`:
 `config.json` (the effective configuration, its method included), one SR image per scale stage named as the
 original names them (`<name>_<method>_X2.00X2.00.png`), `<name>_log.json` (the train step's named scalars, quick
-tests, learning-rate drops, timings, the method's report such as DGDML's patch counts), for folders `results.csv`,
+tests, learning-rate drops, timings, the method's report such as DGDML's patch counts), `<name>_record.json` (the
+image's result, written last: a rerun keeps what it says is done), for folders `results.csv` (made from the results
+in the folder's order),
 with `estimate_kernels` the estimated kernels `<name>_kernel_x2.mat` (`_x4` for x4 stages) and their pictures, and on
 request the checkpoint of the trained networks and optimizers `<name>_<method>_checkpoint/` and TensorBoard
 event files (`tb/<name>/`). Every file but the event files is written atomically.
@@ -20,6 +22,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from typing import Any, Sequence
 
@@ -55,6 +58,7 @@ class RunResult:
     model: str | None = None  # the exported network (export_model)
     kernel_files: list[str] = dataclasses.field(default_factory=list)  # estimated kernels (estimate_kernels)
     kernel_seconds: float | None = None  # time of the kernel estimation (included in `seconds`)
+    earlier: bool = False  # the result of an earlier run, read from its record (not in results.csv)
 
 
 # The names of the files a run writes for image <name> (beside <name>.<ext>): the folder scan skips them.
@@ -65,10 +69,46 @@ def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
     return [os.path.join(output_dir, output_name(input_path, sf, conf.method)) for sf in conf.task.scale_factors]
 
 
+def resume_path(conf: Config, input_path: str, output_dir: str) -> str:
+    """Where `checkpoint_every` keeps an image's resumable training state: `<output_dir>/<name>_<method>_resume`."""
+    stem = os.path.splitext(os.path.basename(input_path))[0]
+    return os.path.join(output_dir, f"{stem}_{conf.method}_resume")
+
+
 def model_path(conf: Config, input_path: str, output_dir: str) -> str:
     """Where `export_model` saves an image's networks and optimizers: `<output_dir>/<name>_<method>_checkpoint`."""
     stem = os.path.splitext(os.path.basename(input_path))[0]
     return os.path.join(output_dir, f"{stem}_{conf.method}_checkpoint")
+
+
+def record_path(input_path: str, output_dir: str) -> str:
+    """The image's record: `<output_dir>/<name>_record.json`, its RunResult as JSON, written after everything else."""
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(input_path))[0] + "_record.json")
+
+
+def write_record(conf: Config, input_path: str, output_dir: str, result: RunResult) -> None:
+    fields = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("image", "earlier")}
+    write_bytes_atomically(record_path(input_path, output_dir),
+                           json.dumps({"method": conf.method, **fields}, indent=1).encode())
+
+
+def read_record(conf: Config, input_path: str, output_dir: str) -> RunResult | None:
+    """The earlier result of this image with this method, if its record says done and every output it names is
+    still there (by name: the folder may have moved); None otherwise (no record, a failure, other outputs)."""
+    try:
+        with open(record_path(input_path, output_dir)) as f:
+            record = json.load(f)
+        fields = {f.name for f in dataclasses.fields(RunResult)}
+        result = RunResult(**{k: v for k, v in record.items() if k in fields})
+    except (OSError, ValueError, TypeError):  # none, unreadable or from another version: the image is redone
+        return None
+    outputs = output_paths(conf, input_path, output_dir)
+    if (record.get("method") != conf.method or result.status != "done"
+            or [os.path.basename(p) for p in result.outputs] != [os.path.basename(p) for p in outputs]
+            or not all(os.path.exists(p) for p in outputs)):
+        return None
+    result.outputs, result.earlier = outputs, True
+    return result
 
 
 def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
@@ -82,7 +122,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
       output_dir: created if needed.
       ground_truth: optional HR image for monitoring and the reported PSNR.
       kernels: optional kernel files (.mat/.npy), one per scale factor.
-      overwrite: when False and every output exists already, nothing is done (status "skipped").
+      overwrite: when False, an image done earlier (its record says so and its outputs exist) is not redone: its
+        record's result is returned (`earlier` True); outputs without a record (another version's) are kept too
+        (status "skipped").
       tensorboard_dir: optional; TensorBoard event files go to `<tensorboard_dir>/<name>/`.
       export_model: whether to save the trained networks and optimizers (the last stage's) as the checkpoint
         folder `<output_dir>/<name>_<method>_checkpoint`, which `init_weights` can start other runs from.
@@ -99,6 +141,10 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         raise ValueError(f"depth_map: --method={conf.method} takes no depth map (methods that do: "
                          f"{', '.join(DEPTH_METHODS)})")
     outputs = output_paths(conf, input_path, output_dir)
+    earlier = None if overwrite else read_record(conf, input_path, output_dir)
+    if earlier is not None:
+        logging.info("%s: done by an earlier run (its record and outputs exist), kept (--overwrite to redo)", name)
+        return earlier
     if not overwrite and all(os.path.exists(p) for p in outputs):
         logging.info("%s: outputs exist, skipped (--overwrite to redo)", name)
         return RunResult(name=name, outputs=outputs, status="skipped")
@@ -123,6 +169,8 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     prepare_output_dir(conf, output_dir)
     kernel_files = [] if estimate is None else kernel_estimation.write_kernel_files(
         estimate, name, output_dir, conf.task.scale_factors)
+    if conf.run.checkpoint_every:
+        trainer.set_resume_dir(resume_path(conf, input_path, output_dir))
     trainer.run()
     for path, sf, sr in zip(outputs, conf.task.scale_factors, trainer.outputs):
         if alpha is not None:
@@ -154,6 +202,9 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     if estimate is not None:
         log["kernel_estimation"] = dataclasses.asdict(estimate.history)
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
+    write_record(conf, input_path, output_dir, result)
+    if conf.run.checkpoint_every:  # done: nothing to resume
+        shutil.rmtree(resume_path(conf, input_path, output_dir), ignore_errors=True)
     return result
 
 
@@ -247,43 +298,104 @@ def find_depth(input_path: str) -> str | None:
     return found[0] if found else None
 
 
-def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
-               tensorboard_dir: str | None = None, export_model: bool = False) -> list[RunResult]:
-    """The method on every image of a folder (the original `run_ZSSR.py`); writes `results.csv` after each image.
+@dataclasses.dataclass(frozen=True)
+class FolderJob:
+    """One image of a folder run, as `find_inputs` found it; `index` is its place in the folder's order."""
 
-    An image that fails is reported in results.csv (status "error: ...") and the others go on. `tensorboard_dir`
-    and `export_model` are as in `run`, per image. Methods that use depth take `<name>_depth.*` beside each image.
+    index: int
+    input_path: str
+    ground_truth: str | None
+    kernels: list[str] | None
+    depth: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """What every image of a folder run shares besides the configuration (`run`'s arguments of the same names)."""
+
+    output_dir: str
+    overwrite: bool = False
+    tensorboard_dir: str | None = None
+    export_model: bool = False
+
+
+def run_job(conf: Config, job: FolderJob, options: JobOptions) -> RunResult:
+    """One image of a folder run, in this process: `run`, with its failure made the image's result (and its
+    record), so that the other images go on. Every backend (`zssr_tf.scaleout`) runs images through this."""
+    try:
+        return run(conf, job.input_path, options.output_dir, job.ground_truth, job.kernels, options.overwrite,
+                   options.tensorboard_dir, options.export_model, job.depth)
+    except (ImageError, ValueError, MemoryError, tf.errors.ResourceExhaustedError) as e:  # one image's fault
+        # KernelError and ConfigError are ValueErrors; memory: this image is too large for this machine.
+        message = str(e).splitlines()[0] if str(e) else "out of memory"
+        if isinstance(e, tf.errors.ResourceExhaustedError):
+            message = "out of accelerator memory: the image is too large for this device"
+        logging.error("%s: %s", job.input_path, message)
+        result = failed_result(job, message)
+        write_record(conf, job.input_path, options.output_dir, result)
+        return result
+
+
+def failed_result(job: FolderJob, message: str) -> RunResult:
+    return RunResult(name=os.path.splitext(os.path.basename(job.input_path))[0], outputs=[], status=f"error: {message}")
+
+
+def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
+               tensorboard_dir: str | None = None, export_model: bool = False, workers: int = 1,
+               backend: str = "local", ray_address: str | None = None,
+               cpus_per_worker: int = 0) -> list[RunResult]:
+    """The method on every image of a folder (the original `run_ZSSR.py`); rewrites `results.csv` as images end.
+
+    An image that fails is reported in results.csv (status "error: ...") and the others go on. An image done by an
+    earlier run (`read_record`) is not redone unless `overwrite`, and keeps its row. `tensorboard_dir` and
+    `export_model` are as in `run`, per image. Methods that use depth take `<name>_depth.*` beside each image.
+
+    Args:
+      workers: backend "local": images run in this many processes at once (`scaleout.run_local`; 1: here, one
+        after another); 0: one per visible GPU, else 1.
+      backend: "local" or "ray" (one Ray task per image, `scaleout.run_ray`, on the cluster at `ray_address`).
+      cpus_per_worker: the cores each worker (local) or Ray task uses; 0: local, an equal share of this machine's;
+        Ray, 1 (tasks on GPUs ask for one GPU and take every core they are given).
+
+    Returns:
+      The images' results in the folder's order, as in results.csv (the same whatever the backend and workers).
 
     Raises:
-      ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable, or the
-        `backbone` file is missing.
+      ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable, the
+        `backbone` file is missing, or the backend cannot start (Ray not installed, no cluster at the address).
     """
-    jobs = find_inputs(input_dir, conf.task.num_stages, depth_maps=conf.method in DEPTH_METHODS)
+    found = find_inputs(input_dir, conf.task.num_stages, depth_maps=conf.method in DEPTH_METHODS)
     if conf.run.init_weights:
         check_init_weights(conf.run.init_weights)  # fail before writing anything, not once per image
     if conf.method == "zssr" and conf.zssr.backbone and not os.path.isfile(conf.zssr.backbone):
         raise ValueError(f"backbone: no such file {conf.zssr.backbone}")
     prepare_output_dir(conf, output_dir)
-    results = []
-    for index, (input_path, ground_truth, kernels) in enumerate(jobs):
+    options = JobOptions(output_dir, overwrite, tensorboard_dir, export_model)
+    results: dict[int, RunResult] = {}
+    jobs = []
+    for index, (input_path, ground_truth, kernels) in enumerate(found):
         depth = find_depth(input_path) if conf.method in DEPTH_METHODS else None
-        logging.info("image %d of %d: %s (ground truth: %s, kernels: %s%s)", index + 1, len(jobs), input_path,
-                     ground_truth or "none", ", ".join(map(os.path.basename, kernels)) if kernels else "none",
-                     f", depth: {depth or 'none'}" if conf.method in DEPTH_METHODS else "")
-        try:
-            result = run(conf, input_path, output_dir, ground_truth, kernels, overwrite, tensorboard_dir,
-                         export_model, depth)
-        except (ImageError, ValueError, MemoryError, tf.errors.ResourceExhaustedError) as e:  # one image's fault
-            # KernelError and ConfigError are ValueErrors; memory: this image is too large for this machine.
-            message = str(e).splitlines()[0] if str(e) else "out of memory"
-            if isinstance(e, tf.errors.ResourceExhaustedError):
-                message = "out of accelerator memory: the image is too large for this device"
-            logging.error("%s: %s", input_path, message)
-            name = os.path.splitext(os.path.basename(input_path))[0]
-            result = RunResult(name=name, outputs=[], status=f"error: {message}")
-        results.append(result)
-        write_results_csv(os.path.join(output_dir, "results.csv"), results)
-    return results
+        job = FolderJob(index, input_path, ground_truth, kernels, depth)
+        earlier = None if overwrite else read_record(conf, input_path, output_dir)
+        if earlier is not None:
+            logging.info("%s: done by an earlier run, kept (--overwrite to redo)", earlier.name)
+            results[index] = earlier
+        else:
+            jobs.append(job)
+    csv_path = os.path.join(output_dir, "results.csv")
+    if results:
+        write_results_csv(csv_path, [results[i] for i in sorted(results)])
+    from zssr_tf import scaleout  # after the checks: a bad folder never starts workers or a Ray cluster
+
+    if backend == "ray":
+        finished = scaleout.run_ray(conf, jobs, options, ray_address, cpus_per_worker)
+    else:
+        finished = scaleout.run_local(conf, jobs, options, workers or scaleout.default_workers(), cpus_per_worker,
+                                      len(found))
+    for index, result in finished:
+        results[index] = result
+        write_results_csv(csv_path, [results[i] for i in sorted(results)])
+    return [results[i] for i in sorted(results)]
 
 
 def write_results_csv(path: str, results: Sequence[RunResult]) -> None:

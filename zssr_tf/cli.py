@@ -6,7 +6,7 @@ Every `Config` field is a flag (`config.FLAG_FIELDS`, generated from the datacla
 reads a file of your own). Bad input ends with one line on stderr and exit status 1 (2 for bad flags).
 
 `--help`, `--list_presets` and flag errors answer without importing TensorFlow (seconds of start-up); the commands
-that run import it with its start-up lines silenced (`_import_tensorflow_quietly`).
+that run import it with its start-up lines silenced (`import_tensorflow_quietly`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ flags.DEFINE_string("depth_map", None, "Optional depth map of the image for --me
                     "(--depth is the ZSSR network's number of layers.)")
 flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs already exist in --output_dir "
                      "(otherwise they are skipped).")
+flags.DEFINE_integer("workers", 0, "Folders: how many images run at once, each in its own process on its own GPU "
+                     "(round-robin) or its own share of the CPU cores; 0: one per visible GPU, else 1 (one image "
+                     "after another in this process).", lower_bound=0)
+flags.DEFINE_enum("backend", "local", ["local", "ray"], "Folders: local (--workers processes on this machine) or "
+                  "ray (one Ray task per image on the cluster at --ray_address; pip install 'zssr-tf[ray]'; inputs "
+                  "and outputs on a file system every node shares).")
+flags.DEFINE_string("ray_address", "local", "--backend=ray: auto (the cluster this machine belongs to, started with "
+                    "ray start), HOST:PORT, or local (a new one-machine cluster).")
+flags.DEFINE_integer("cpus_per_worker", 0, "Folders: the cores each worker process (or Ray task without a GPU) "
+                     "uses; 0: an equal share of this machine's cores (local), 1 (Ray).", lower_bound=0)
 flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
                      "reconstruction error, true PSNR with ground truth, each stage's output) to "
                      "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
@@ -165,6 +175,12 @@ def _main(argv: list[str]) -> None:
         _fail("--scale is for zssr estimate-kernel; a run takes --scale_factors", 2)
     folder = os.path.isdir(FLAGS.input)
     estimate = FLAGS.kernels == ["estimate"]
+    scale_out = [name for name in ("workers", "backend", "cpus_per_worker") if FLAGS[name].present]
+    if scale_out and not folder:
+        _fail(f"--{scale_out[0]} is for folders (--input=DIR); one image runs in this process", 2)
+    if FLAGS.backend == "ray" and FLAGS["workers"].present:
+        _fail("--workers is for --backend=local; Ray runs as many images at once as the cluster has GPUs (or "
+              "--cpus_per_worker shares of its cores)", 2)
     if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):
         _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
               "<name>_<i>.mat and <name>_depth.png", 2)
@@ -179,7 +195,9 @@ def _main(argv: list[str]) -> None:
         extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,
                   "export_model": FLAGS.export_model}
         if folder:
-            results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras)
+            results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras,
+                                     workers=FLAGS.workers, backend=FLAGS.backend, ray_address=FLAGS.ray_address,
+                                     cpus_per_worker=FLAGS.cpus_per_worker)
         else:
             results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth,
                                None if estimate else FLAGS.kernels,
@@ -215,7 +233,7 @@ _STARTUP_LOG_LINE = re.compile(r"(WARNING: All log messages before absl::Initial
                                r"|To enable the following instructions:)")
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and finds its devices with their C++ start-up lines dropped (noise for a user), unless
     TF_CPP_MIN_LOG_LEVEL=0 asks for everything. Anything else written meanwhile (Python warnings) still reaches
     stderr, and if the import fails, everything it wrote does. (A crash of the process itself during the import
@@ -246,7 +264,7 @@ def _import_tensorflow_quietly() -> None:
 
 def _import_app():
     """`zssr_tf.app`, imported (with TensorFlow) only when a command runs."""
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     from zssr_tf import app
 
     return app
@@ -263,7 +281,7 @@ def _pretrain() -> None:
         conf = Config.from_dict(values)
     except ConfigError as e:
         _fail(_one_line(e))
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     from zssr_tf import pretrain  # TensorFlow is imported only for the command that runs
 
     try:
@@ -320,6 +338,8 @@ def _summary(result) -> str:
     """The line printed for one image's `app.RunResult`."""
     if result.status != "done":
         return f"{result.name}: {result.status}"
+    if result.earlier:
+        return f"{result.name}: done by an earlier run, kept ({', '.join(result.outputs)}; --overwrite to redo)"
     text = f"{result.name}: wrote {', '.join(result.outputs)} in {result.seconds:.1f} s " \
            f"({'+'.join(map(str, result.iterations))} iterations)"
     if result.kernel_files:
@@ -350,6 +370,8 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Input and output", ("input", "output_dir", "ground_truth", "kernels", "depth_map", "overwrite", "preset",
                           "list_presets", "tensorboard", "export_model", "name", "progress", "display_every",
                           "max_output_megapixels")),
+    ("Folders at scale, and runs that resume", ("workers", "backend", "ray_address", "cpus_per_worker",
+                                                 "checkpoint_every")),
     ("Method and task", ("method", "scale_factors", "downscale_method", "upscale_method", "downscale_gt_method",
                          "estimate_kernels", "noise_std", "back_projection_iters", "output_flip", "init_weights",
                          "width", "depth", "init_variance", "learn_residual", "upsampler", "backbone",

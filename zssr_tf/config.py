@@ -113,6 +113,11 @@ class RunConfig:
         "its networks go back to the last good weights (kept at every check) and, up to this many times, go on at "
         "a tenth of the learning rate (ZSSR, while that stays above min_learning_rate); after that, or for methods "
         "with a fixed schedule (ZSRGAN, DGDML-SR, kernel estimation), the stage ends with those weights.")
+    checkpoint_every: int = _field(
+        0, "Iterations between checkpoints of a run's whole training state (networks, optimizers, schedule, "
+        "history, finished stages' outputs) in <output_dir>/<name>_<method>_resume/, from which the same command "
+        "resumes after an interruption (Ctrl-C, kill, a lost machine) with the output an uninterrupted run gives; "
+        "removed when the image is done. 0: none. ZSSR only for now.")
     display_every: int = _field(20, "Iterations between the log lines of the train step's losses.")
     progress: bool = _field(
         True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
@@ -135,6 +140,7 @@ class RunConfig:
         _check(self.max_output_megapixels > 0, "max_output_megapixels: must be > 0")
         _check(self.final_test_tile >= 0, "final_test_tile: must be >= 0")
         _check(self.divergence_retries >= 0, "divergence_retries: must be >= 0")
+        _check(self.checkpoint_every >= 0, "checkpoint_every: must be >= 0")
         _check(math.isfinite(self.quick_test_megapixels) and self.quick_test_megapixels >= 0,
                "quick_test_megapixels: must be a finite number >= 0")
         _check(self.seed >= 0, "seed: must be >= 0")
@@ -578,6 +584,8 @@ class Config:
         _check(self.method != "zssr" or len(self.zssr.back_projection_iters) == self.task.num_stages,
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
+        _check(not self.run.checkpoint_every or self.method == "zssr",
+               f"checkpoint_every: only --method=zssr resumes from checkpoints so far, not {self.method}")
         _check(not (self.task.estimate_kernels and self.method == "dgdml"),
                "estimate_kernels: DGDML-SR learns the image's degradation itself; estimated kernels are for zssr and "
                "zsrgan")

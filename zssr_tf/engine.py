@@ -10,7 +10,8 @@ and its final-test settings. The engine owns:
   * the history of every named scalar, fed to the log lines, the progress bar, TensorBoard and `<name>_log.json`;
   * precision, loss scaling and the skip of non-finite steps, per optimizer (`GuardedOptimizer`), and the
     divergence guard (the last good variables, restored when the weights or losses stop being finite);
-  * one `tf.train.Checkpoint` of all networks and optimizers, through which export and `init_weights` go;
+  * one `tf.train.Checkpoint` of all networks and optimizers, through which export and `init_weights` go, and the
+    resumable checkpoints of the whole training state (`set_resume_dir`, `run.checkpoint_every`);
   * the quick test (reconstruction of the input, or of its centre for large ones, from its own son; true error
     with ground truth), tiled prediction on whole images (the generator states its scale and receptive field) and
     the final test, streamed in tiles for large outputs (`inference.final_test`).
@@ -21,6 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
+import json
 import math
 import os
 import time
@@ -34,7 +38,7 @@ from absl import logging
 from zssr_tf import data, inference, interrupts, metrics, summaries
 from zssr_tf.config import Config
 from zssr_tf.device import resolve_precision
-from zssr_tf.image_io import read_header, read_image
+from zssr_tf.image_io import read_header, read_image, write_bytes_atomically
 from zssr_tf.imresize import fix_scale_and_shape, imresize, support_radius
 from zssr_tf.kernels import KernelError, preprocess_kernels
 from zssr_tf.losses import l1_loss
@@ -206,6 +210,11 @@ class StageHistory:
     final_test_seconds: float = 0.0
 
 
+def _stage_history(fields: Mapping[str, Any]) -> StageHistory:
+    """A StageHistory from its JSON form."""
+    return StageHistory(**{**fields, "scale_factor": tuple(fields["scale_factor"])})
+
+
 # Longest wall time of one call of the train step (a piece of a chunk), so that Ctrl-C and SIGTERM, which stop a run
 # between calls, end it within about a second (a chunk of 20 steps took 11 s on a 2-core AVX2 CPU).
 CHUNK_SECONDS = 0.5
@@ -229,6 +238,8 @@ class Trainer:
     """
 
     method_name = ""  # the registry's name; tags output names and log lines
+    # Whether `resume_state` / `set_resume_state` carry all of the method's own state between checkpoints.
+    resumable = False
     min_input_size = MIN_INPUT_SIZE
 
     def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
@@ -257,6 +268,7 @@ class Trainer:
         self.networks: dict[str, keras.Model] = {}
         self.optimizers: dict[str, GuardedOptimizer] = {}
         self.report: dict[str, Any] = {}  # what the method tells about its run, for log.json (e.g. patch counts)
+        self._resume_dir: str | None = None
         self.build_networks(0)
 
     # What a method supplies.
@@ -308,6 +320,13 @@ class Trainer:
     def on_quick_test(self, lr_son: np.ndarray, reconstruction: np.ndarray) -> None:
         """Sees each quick test's son and its reconstruction of the input (ZSSR checks for a stuck network)."""
 
+    def resume_state(self) -> dict[str, Any]:
+        """The method's own Python state at a sync of the loop (JSON), for resumable checkpoints (`resumable`)."""
+        return {}
+
+    def set_resume_state(self, state: Mapping[str, Any]) -> None:
+        """Sets what `resume_state` returned, after the stage's `start_stage` and the networks' restore."""
+
     def set_kernels(self, kernels: Sequence[Any]) -> None:
         """Sets the downscaling kernels, one per scale factor, after construction (before `run`): `app.run` builds
         the trainer first, so that every check of the run comes before minutes of kernel estimation."""
@@ -329,6 +348,17 @@ class Trainer:
                 raise KernelError(f"kernels: a {kernel.shape[0]}x{kernel.shape[1]} kernel (once centred) is larger "
                                   f"than the {h}x{w} input")
         return checked
+
+    def set_resume_dir(self, path: str | os.PathLike) -> None:
+        """Makes the run resumable: every `run.checkpoint_every` iterations (at the next sync of the loop with finite
+        weights and loss) and at the end of each stage, the whole training state goes to the folder `path`
+        (`checkpoint/`: networks, optimizers, history, schedule, random state; `stage_<i>.npy`: finished stages'
+        outputs), and `run` goes on from what is there, if it was written for this image and configuration. The
+        examples, the learning-rate policy and the quick tests go on as they would have: the result is the
+        uninterrupted run's. The caller removes the folder when it is done with the result."""
+        if not self.resumable:
+            raise ValueError(f"checkpoint_every: --method={self.method_name} does not resume from checkpoints")
+        self._resume_dir = os.fspath(path)
 
     # Networks, optimizers, steps, checkpoint.
     def set_networks(self, networks: Mapping[str, keras.Model],
@@ -461,30 +491,111 @@ class Trainer:
         self._step_offset = 0
         if self._summaries is not None and self.gt is not None:
             self._summaries.image("images/ground_truth", self.gt, step=0)
+        resume = self._read_resume_state()
         for stage, (sf, kernel) in enumerate(zip(self.conf.task.scale_factors, self.kernels)):
             self.stage, self.sf, self.kernel = stage, np.array(sf), kernel
             self.output_shape = fix_scale_and_shape(self.input.shape, self.sf)[1]
-            self.start_stage(stage)
             self.gt_per_sf = self._ground_truth_for_stage()
+            if resume is not None and stage < resume["stage"]:  # finished before the checkpoint
+                self._end_stage(self._resumed_stage(resume, stage))
+                continue
+            self.start_stage(stage)
             self.history.append(StageHistory(scale_factor=tuple(sf)))
+            if resume is not None and stage == resume["stage"]:
+                self._restore_resume_state(resume)
+                if resume["stage_done"]:
+                    self._end_stage(np.load(self._stage_output_path(stage)))
+                    continue
             start = time.perf_counter()
             self.train()
-            self.history[-1].train_seconds = time.perf_counter() - start
+            self.history[-1].train_seconds += time.perf_counter() - start
             start = time.perf_counter()
             output = self.final_test()
             self.history[-1].final_test_seconds = time.perf_counter() - start
             if not np.all(np.isfinite(output)):  # never written: the guard keeps finite weights, but say so if not
                 raise ValueError(f"{self._sf_text}: the output has NaN or infinite values")
-            self.hr_fathers_sources.append(output)
-            self.outputs.append(output)
             logging.info("%s done: %d iterations, learning-rate drops at %s, train %.1f s, "
                          "final test %.1f s", self._sf_text, self.history[-1].iterations,
                          self.history[-1].learning_rate_change_iters, self.history[-1].train_seconds,
                          self.history[-1].final_test_seconds)
-            self._step_offset += self.history[-1].iterations
-            if self._summaries is not None:
-                self._summaries.image("images/sr", output, step=self._step_offset - 1)
-                self._summaries.flush()  # a stage's curves and image show up in TensorBoard when it ends
+            if self._resume_dir is not None and stage + 1 < self.conf.task.num_stages:
+                self._write_resume_state(output)
+            self._end_stage(output)
+
+    def _end_stage(self, output: np.ndarray) -> None:
+        self.hr_fathers_sources.append(output)
+        self.outputs.append(output)
+        self._step_offset += self.history[-1].iterations
+        if self._summaries is not None:
+            self._summaries.image("images/sr", output, step=self._step_offset - 1)
+            self._summaries.flush()  # a stage's curves and image show up in TensorBoard when it ends
+
+    # Resumable checkpoints (`set_resume_dir`).
+    def _stage_output_path(self, stage: int) -> str:
+        return os.path.join(self._resume_dir, f"stage_{stage}.npy")
+
+    @property
+    def _resume_key(self) -> dict[str, Any]:
+        """What a checkpoint must have been written for: this configuration (but how often it checkpoints and
+        reports) and these pixels, ground truth and kernels."""
+        digest = hashlib.sha256(self.input.tobytes())
+        for array in [self.gt, *self.kernels]:
+            digest.update(b"-" if array is None else np.asarray(array).tobytes() if not isinstance(array, str)
+                          else array.encode())
+        conf = self.conf.replace(checkpoint_every=0, progress=True, display_every=1, name="")
+        return {"config": conf.to_json(), "pixels": digest.hexdigest()}
+
+    def _write_resume_state(self, output: np.ndarray | None = None) -> None:
+        """The training state now, at a sync of the loop with finite weights (`output`: the stage is done)."""
+        self._collect_skipped_steps()
+        if output is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, output)
+            write_bytes_atomically(self._stage_output_path(self.stage), buffer.getvalue())
+        state = {"key": self._resume_key, "stage": self.stage, "stage_done": output is not None,
+                 "test_rng": self._test_rng.bit_generator.state, "method": self.resume_state(),
+                 "history": [dataclasses.asdict(h) for h in self.history]}
+        write_checkpoint(self.checkpoint, os.path.join(self._resume_dir, "checkpoint"),
+                         {"state.json": json.dumps(state).encode()})
+        self._checkpointed_at = self.history[-1].iterations
+        logging.info("%s iteration %d: checkpoint written (%s)", self._sf_text, self.iter, self._resume_dir)
+
+    def _read_resume_state(self) -> dict[str, Any] | None:
+        """The state of the resume folder's checkpoint, if it is this run's; None (with a word why) otherwise."""
+        if self._resume_dir is None:
+            return None
+        path = os.path.join(self._resume_dir, "checkpoint", "state.json")
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            logging.warning("%s: not resuming from %s, which is unreadable (%s)", self.conf.run.name, path, e)
+            return None
+        if state.get("key") != self._resume_key:
+            logging.warning("%s: not resuming from %s: it was written for another configuration or image",
+                            self.conf.run.name, self._resume_dir)
+            return None
+        logging.info("%s: resuming from its checkpoint at iteration %d of stage %d (%s)", self.conf.run.name,
+                     state["history"][-1]["iterations"], state["stage"] + 1, self._resume_dir)
+        return state
+
+    def _resumed_stage(self, state: Mapping[str, Any], stage: int) -> np.ndarray:
+        """A stage that was finished before the checkpoint: its history back, and its output from disk."""
+        self.history.append(_stage_history(state["history"][stage]))
+        return np.load(self._stage_output_path(stage))
+
+    def _restore_resume_state(self, state: Mapping[str, Any]) -> None:
+        """The checkpointed stage's networks, optimizers, history, random state and method state."""
+        for name, optimizer in self.optimizers.items():  # Keras makes an optimizer's slots on first use
+            optimizer.optimizer.build(self.networks[name].trainable_variables)
+        prefix = tf.train.latest_checkpoint(os.path.join(self._resume_dir, "checkpoint"))
+        self.checkpoint.read(prefix).assert_existing_objects_matched()
+        self.history[-1] = _stage_history(state["history"][self.stage])
+        self._test_rng.bit_generator.state = state["test_rng"]
+        self.set_resume_state(state["method"])
+        self.iter = self._checkpointed_at = self.history[-1].iterations
 
     def next_sync_iteration(self, first: int) -> int:
         """The first iteration >= `first` after which the Python loop must look: a log line of the scalars, one of
@@ -496,12 +607,15 @@ class Trainer:
     def train(self) -> None:
         """Trains the networks for the current scale factor until the method's schedule or max_iters stops it."""
         h = self.history[-1]
-        examples = iter(self.example_dataset(self.max_iters))
+        # Example i is made from a generator seeded by i: a resumed stage skips what it trained on already.
+        examples = iter(self.example_dataset(self.max_iters).skip(h.iterations))
         for optimizer in self.optimizers.values():
             optimizer.skipped.assign(0)
         if int(self._keep_if_finite(tf.constant(0.0))):  # the stage's starting weights are its first good ones
             raise ValueError(f"{self._sf_text}: the weights are not finite before training (from init_weights?)")
-        self._good_iteration, bad_losses = 0, 0
+        self._good_iteration, bad_losses = max(h.iterations - 1, 0), 0
+        self._checkpointed_at = h.iterations
+        checkpoint_every = self.conf.run.checkpoint_every if self._resume_dir is not None else 0
         with summaries.progress_bar(self.max_iters, self._sf_text, self.conf.run.progress) as bar, \
                 self._interruptible():
             while h.iterations < self.max_iters:
@@ -536,6 +650,8 @@ class Trainer:
                     self._record_scalars(scalars, bar)
                 if self.after_sync():
                     break
+                if checkpoint_every and health == 0 and h.iterations - self._checkpointed_at >= checkpoint_every:
+                    self._write_resume_state()
         self._collect_skipped_steps()
         skipped = {name: n for name, n in h.skipped_steps.items() if n}
         if skipped:

@@ -54,6 +54,7 @@ class ZSSR(Trainer):
     """Zero-shot super-resolution of one image (arguments as `zssr_tf.engine.Trainer`)."""
 
     method_name = "zssr"
+    resumable = True  # its policy's state: the learning rate, its drops, the stuck check's residual
 
     def __init__(self, *args, **kwargs):
         self._residual_max = np.inf  # largest residual at the last quick test (see STUCK_RESIDUAL)
@@ -234,6 +235,15 @@ class ZSSR(Trainer):
             if self._backbone is not None:  # the ZSSR network's base is the backbone's output
                 base = self._backbone(base[None], training=False).numpy()[0]
             self._residual_max = float(np.max(np.abs(reconstruction - np.clip(base, 0.0, 1.0))))
+
+    def resume_state(self) -> dict:
+        return {"learning_rate": self._learning_rate, "change_iters": list(self.learning_rate_change_iter_nums),
+                "residual_max": self._residual_max}
+
+    def set_resume_state(self, state) -> None:
+        self.set_learning_rate(state["learning_rate"])
+        self.learning_rate_change_iter_nums = list(state["change_iters"])
+        self._residual_max = float(state["residual_max"])
 
     def learning_rate_policy(self) -> None:
         """Divides the learning rate by 10 when the reconstruction error stops falling (see the config)."""

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import h5py
 import keras
 import tensorflow as tf
+from absl import logging
 
 
 def saved_weight_shapes(path: str) -> list[tuple[int, ...]]:
@@ -102,9 +103,11 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
         raise
 
 
-def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str | os.PathLike) -> str:
-    """Writes a checkpoint folder (`tf.train.CheckpointManager`) atomically: into a temporary folder beside it,
-    then renamed over `directory`, so an interrupted export leaves the old folder or none, never half a one.
+def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str | os.PathLike,
+                     extra_files: Mapping[str, bytes] | None = None) -> str:
+    """Writes a checkpoint folder (`tf.train.CheckpointManager`, and `extra_files` by name) atomically: into a
+    temporary folder beside it, then renamed over `directory`, so an interrupted write leaves the old folder or
+    none, never half a one.
 
     Returns:
       The checkpoint's prefix inside `directory`.
@@ -112,14 +115,21 @@ def write_checkpoint(checkpoint: tf.train.Checkpoint, directory: str | os.PathLi
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     temporary = tempfile.mkdtemp(prefix=".tmp_", dir=os.path.dirname(directory))
+    verbosity = logging.get_verbosity()
     try:
+        logging.set_verbosity(min(verbosity, logging.WARNING))  # not TF's "Sharding callback duration" per save
         prefix = tf.train.CheckpointManager(checkpoint, temporary, max_to_keep=1).save()
+        for name, data in (extra_files or {}).items():
+            with open(os.path.join(temporary, name), "wb") as f:
+                f.write(data)
         if os.path.isdir(directory):
             shutil.rmtree(directory)
         os.replace(temporary, directory)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    finally:
+        logging.set_verbosity(verbosity)
     return os.path.join(directory, os.path.basename(prefix))
 
 
