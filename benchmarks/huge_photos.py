@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -34,14 +33,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "huge_photos.md")
 DEFAULT_PHOTO = os.path.join(ROOT, "..", "shared", "data", "Middlebury", "aloe1.png")
-
-
-def cpu_name() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def rss_bytes() -> int:
@@ -109,6 +100,7 @@ def commit() -> str:
 
 def final_test_part(flags: argparse.Namespace) -> None:
     import numpy as np
+    from zssr_tf.device import cpu_name, resolve_precision
     tiles = [int(t) for t in flags.tiles.split(",")]
     rows, outputs = [], {}
     with tempfile.TemporaryDirectory() as work:
@@ -129,8 +121,8 @@ def final_test_part(flags: argparse.Namespace) -> None:
     lines = [f"The default x2 network's final test of a {side}x{side} output ({flags.lr_side}x{flags.lr_side} input, "
              f"{os.path.basename(flags.photo)} resized), `python benchmarks/huge_photos.py final_test "
              f"--lr_side={flags.lr_side} --tiles={flags.tiles}` at commit {commit()}, {cpu_name()}, "
-             f"{os.cpu_count()} cores, float32. Peak memory: resident memory above what the process held before "
-             "the final test, sampled every 10 ms.", "",
+             f"{os.cpu_count()} cores, precision {resolve_precision('auto')}. Peak memory: resident memory above "
+             "what the process held before the final test, sampled every 10 ms.", "",
              f"| final_test_tile | seconds | peak memory (GB) | max abs difference from final_test_tile={tiles[0]} |",
              "|---|---|---|---|"]
     for tile, result in rows:
@@ -141,6 +133,7 @@ def final_test_part(flags: argparse.Namespace) -> None:
 
 
 def photo_part(flags: argparse.Namespace) -> None:
+    from zssr_tf.device import cpu_has_native_bfloat16, cpu_name, resolve_precision
     os.makedirs(flags.work, exist_ok=True)
     height = int(round(3000 * (flags.megapixels / 12) ** 0.5))
     width = int(round(height * 4 / 3))
@@ -171,7 +164,8 @@ def photo_part(flags: argparse.Namespace) -> None:
     lines = [f"`zssr --input={name}.png` ({width}x{height}, {os.path.basename(flags.photo)} resized up with bicubic; "
              f"default preset: x2, one jump), `python benchmarks/huge_photos.py photo --megapixels="
              f"{flags.megapixels:g}` at commit {commit()}, "
-             f"{cpu_name()}, {os.cpu_count()} cores, float32.", "",
+             f"{cpu_name()}{' (AVX512-BF16)' if cpu_has_native_bfloat16() else ''}, {os.cpu_count()} cores, "
+             f"precision {resolve_precision('auto')} (--precision=auto).", "",
              "| exit status | output | wall time (min) | peak memory (GB) | iterations | train (min) "
              "| final test (min) |",
              "|---|---|---|---|---|---|---|",

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import functools
+import platform
 
 import tensorflow as tf
+
+
+def cpu_name() -> str:
+    """The CPU's model name (for the machine line of benchmark tables)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 @functools.lru_cache(maxsize=None)
