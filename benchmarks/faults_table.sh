@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes benchmarks/results/faults.md: every test marked `fault(case, expected)` (tests/conftest.py) as one row,
 # with what it observed and whether it passed. Run from anywhere: bash benchmarks/faults_table.sh
-# (the 12-megapixel photo is benchmarks/huge_photos.py photo; it takes over an hour, so it is not a row here).
+# (the 12-megapixel photo is benchmarks/huge_photos.py photo; 20 to 60 minutes on 2 cores, so it is not a row here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
