@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import smooth_image
+from zssr_tf import image_io
 from zssr_tf.image_io import ImageError, output_name, read_image, write_image
 
 
@@ -110,3 +111,16 @@ def test_gray_alpha_and_sixteen_bit_keep_their_form(tmp_path):
     loaded = read_image(tmp_path / "g.png")
     assert loaded.bit_depth == 16 and loaded.pixels.shape == (3, 4, 1)
     np.testing.assert_allclose(loaded.pixels[:, :, 0], gray16 / 65535.0, atol=1e-7)
+
+
+def test_a_png_whose_chunks_overrun_the_file_is_refused_before_decoding(tmp_path):
+    valid = cv2.imencode(".png", np.zeros((12, 10), np.uint16))[1].tobytes()
+    assert image_io.png_chunks_fit(valid) and image_io.png_chunks_fit(b"BM not a png")
+    assert not image_io.png_chunks_fit(valid[:-12])  # no IEND: truncated
+    # An IDAT that declares 2 GB: OpenCV 5 spent 3-12 s on such a file before giving up.
+    idat = valid.index(b"IDAT") - 4
+    hostile = valid[:idat] + b"\x7f\xff\xff\xff" + valid[idat + 4:]
+    assert not image_io.png_chunks_fit(hostile)
+    (tmp_path / "hostile.png").write_bytes(hostile)
+    with pytest.raises(ImageError, match="hostile.png: not a readable image .a corrupt or truncated PNG"):
+        read_image(tmp_path / "hostile.png")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from absl import logging
 
-from zssr_tf.image_io import ImageError
+from zssr_tf.image_io import ImageError, png_chunks_fit
 
 DEPTH_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
 DEPTH_KINDS = ("depth", "disparity")
@@ -49,10 +49,13 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
         if not isinstance(values, np.ndarray):  # an .npz archive under an .npy name
             raise DepthError(f"{path}: not one .npy array")
     else:
+        data = np.fromfile(path, dtype=np.uint8)
+        if not png_chunks_fit(data):
+            raise DepthError(f"{path}: not a readable depth image (a corrupt or truncated PNG)")
         log_level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our one line, not cv2's
         try:
-            values = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+            values = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         except (cv2.error, MemoryError):  # e.g. a header over OpenCV's size limit
             values = None
         finally:

@@ -65,6 +65,29 @@ def read_header(path: str | os.PathLike) -> ImageHeader | None:
         return None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunks_fit(data: bytes | np.ndarray) -> bool:
+    """Whether every chunk a PNG declares fits in the file (True for anything that is not a PNG).
+
+    OpenCV 5's PNG reader spends seconds (3 to 12 s measured on a 437-byte file) on a chunk that declares 2 GB
+    before it gives up; walking the chunk lengths (4-byte length, type, data, CRC) finds such files at once."""
+    data = data.tobytes() if isinstance(data, np.ndarray) else data
+    if not data.startswith(PNG_SIGNATURE):
+        return True
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        end = position + 12 + length
+        if length > 2**31 - 1 or end > len(data):
+            return False
+        if data[position + 4:position + 8] == b"IEND":
+            return True
+        position = end
+    return False  # no IEND: truncated
+
+
 def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why: str = "") -> ImageFile:
     """Reads an image file, refusing from its header (before any decoding) one of over `max_megapixels`.
 
@@ -88,6 +111,8 @@ def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why
     if header is not None and header.frames > 1:
         logging.warning("%s: %d frames; only the first is used", path, header.frames)
     data = np.fromfile(path, dtype=np.uint8)
+    if not png_chunks_fit(data):
+        raise ImageError(f"{path}: not a readable image (a corrupt or truncated PNG: its chunks do not fit the file)")
     # IMREAD_UNCHANGED keeps 16 bits and alpha (palettes are expanded) but ignores the EXIF orientation;
     # ANYDEPTH | ANYCOLOR applies the orientation but drops alpha. Decode both and orient the full image.
     log_level = cv2.utils.logging.getLogLevel()
