@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import smooth_image
 from tests.test_cli import ROOT, TINY, zssr_subprocess
-from zssr_tf import ZSSR, Config, interrupts
+from tests.test_zsrgan import TINY_GAN
+from zssr_tf import ZSRGAN, ZSSR, Config, interrupts
 from zssr_tf.config import ConfigError
 from zssr_tf.image_io import read_image, write_image
 
@@ -88,9 +89,38 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, tiny_con
     assert "written for another configuration or image" in caplog.text
 
 
-def test_only_zssr_resumes():
-    with pytest.raises(ConfigError, match="checkpoint_every: only --method=zssr"):
-        Config().replace(method="zsrgan", checkpoint_every=10)
+def test_zsrgan_resumes_too(tmp_path, monkeypatch, caplog):
+    conf = Config().replace(**{**TINY_GAN, "zsrgan_max_iters": 20}, scale_factors="1.5,2", checkpoint_every=6,
+                            progress=False)
+    image = smooth_image(64, 64)
+    reference = ZSRGAN(image, conf)
+    expected = reference.run()
+    first = ZSRGAN(image, conf)
+    first.set_resume_dir(tmp_path / "resume")
+    original_train = ZSRGAN.train
+
+    def train(self):
+        if self.stage == 1:
+            stopping_at(monkeypatch, 14)
+        original_train(self)
+
+    monkeypatch.setattr(ZSRGAN, "train", train)
+    with pytest.raises(interrupts.Interrupted):
+        first.run()
+    monkeypatch.undo()
+    resumed = ZSRGAN(image, conf)
+    resumed.set_resume_dir(tmp_path / "resume")
+    caplog.set_level(logging.INFO, logger="absl")
+    np.testing.assert_array_equal(resumed.run(), expected)
+    resumed_at = re.search(r"resuming from its checkpoint at iteration (\d+) of stage 2", caplog.text)
+    assert resumed_at and 6 <= int(resumed_at.group(1)) < 14
+    assert [(h.losses, h.scalars, h.true_mse, h.reconstruction_mse) for h in resumed.history] == \
+        [(h.losses, h.scalars, h.true_mse, h.reconstruction_mse) for h in reference.history]
+
+
+def test_dgdml_does_not_resume_yet():
+    with pytest.raises(ConfigError, match="checkpoint_every: --method=dgdml does not resume"):
+        Config().replace(method="dgdml", checkpoint_every=10)
 
 
 @pytest.mark.fault("kill -9 of a single-image run with --checkpoint_every after a checkpoint, then the same command",

@@ -26,6 +26,8 @@ class ZSRGAN(Trainer):
     method_name = "zsrgan"
     min_input_size = 64  # the discriminator's smallest crop
 
+    resumable = True  # its schedule is a function of the iteration: no state of its own between checkpoints
+
     def __init__(self, *args, **kwargs):
         self.vgg: keras.Model | None = None
         super().__init__(*args, **kwargs)
