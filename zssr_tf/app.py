@@ -14,6 +14,7 @@ event files (`tb/<name>/`). Every file but the event files is written atomically
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -31,6 +32,7 @@ import tensorflow as tf
 from absl import logging
 
 from zssr_tf import kernel_estimation, metrics, pictures
+from zssr_tf.scaleout import FolderJob, JobOptions
 from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
@@ -167,6 +169,8 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     elif conf.task.estimate_kernels:
         logging.info("%s: using its kernel files, not estimating kernels", name)
     prepare_output_dir(conf, output_dir)
+    with contextlib.suppress(FileNotFoundError):  # redone: the earlier result is no longer the image's
+        os.remove(record_path(input_path, output_dir))
     kernel_files = [] if estimate is None else kernel_estimation.write_kernel_files(
         estimate, name, output_dir, conf.task.scale_factors)
     if conf.run.checkpoint_every:
@@ -203,8 +207,11 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         log["kernel_estimation"] = dataclasses.asdict(estimate.history)
     write_bytes_atomically(os.path.join(output_dir, f"{name}_log.json"), json.dumps(log, indent=1).encode())
     write_record(conf, input_path, output_dir, result)
-    if conf.run.checkpoint_every:  # done: nothing to resume
-        shutil.rmtree(resume_path(conf, input_path, output_dir), ignore_errors=True)
+    if conf.run.checkpoint_every:  # done: nothing to resume (its state first: a folder without it is not read)
+        resume = resume_path(conf, input_path, output_dir)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(resume, "checkpoint", "state.json"))
+        shutil.rmtree(resume, ignore_errors=True)
     return result
 
 
@@ -298,27 +305,6 @@ def find_depth(input_path: str) -> str | None:
     return found[0] if found else None
 
 
-@dataclasses.dataclass(frozen=True)
-class FolderJob:
-    """One image of a folder run, as `find_inputs` found it; `index` is its place in the folder's order."""
-
-    index: int
-    input_path: str
-    ground_truth: str | None
-    kernels: list[str] | None
-    depth: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class JobOptions:
-    """What every image of a folder run shares besides the configuration (`run`'s arguments of the same names)."""
-
-    output_dir: str
-    overwrite: bool = False
-    tensorboard_dir: str | None = None
-    export_model: bool = False
-
-
 def run_job(conf: Config, job: FolderJob, options: JobOptions) -> RunResult:
     """One image of a folder run, in this process: `run`, with its failure made the image's result (and its
     record), so that the other images go on. Every backend (`zssr_tf.scaleout`) runs images through this."""
@@ -385,7 +371,7 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
     csv_path = os.path.join(output_dir, "results.csv")
     if results:
         write_results_csv(csv_path, [results[i] for i in sorted(results)])
-    from zssr_tf import scaleout  # after the checks: a bad folder never starts workers or a Ray cluster
+    from zssr_tf import scaleout
 
     if backend == "ray":
         finished = scaleout.run_ray(conf, jobs, options, ray_address, cpus_per_worker)

@@ -536,13 +536,13 @@ class Trainer:
 
     @property
     def _resume_key(self) -> dict[str, Any]:
-        """What a checkpoint must have been written for: this configuration (but how often it checkpoints and
-        reports) and these pixels, ground truth and kernels."""
+        """What a checkpoint must have been written for: this configuration (but how often it checkpoints, the bar
+        and the name) and these pixels, ground truth and kernels."""
         digest = hashlib.sha256(self.input.tobytes())
         for array in [self.gt, *self.kernels]:
             digest.update(b"-" if array is None else np.asarray(array).tobytes() if not isinstance(array, str)
                           else array.encode())
-        conf = self.conf.replace(checkpoint_every=0, progress=True, display_every=1, name="")
+        conf = self.conf.replace(checkpoint_every=0, progress=True, name="")
         return {"config": conf.to_json(), "pixels": digest.hexdigest()}
 
     def _write_resume_state(self, output: np.ndarray | None = None) -> None:
@@ -576,6 +576,11 @@ class Trainer:
         if state.get("key") != self._resume_key:
             logging.warning("%s: not resuming from %s: it was written for another configuration or image",
                             self.conf.run.name, self._resume_dir)
+            return None
+        stages = range(state["stage"] + (1 if state["stage_done"] else 0))
+        if (tf.train.latest_checkpoint(os.path.join(self._resume_dir, "checkpoint")) is None
+                or not all(os.path.isfile(self._stage_output_path(s)) for s in stages)):
+            logging.warning("%s: not resuming from %s: files of it are missing", self.conf.run.name, self._resume_dir)
             return None
         logging.info("%s: resuming from its checkpoint at iteration %d of stage %d (%s)", self.conf.run.name,
                      state["history"][-1]["iterations"], state["stage"] + 1, self._resume_dir)

@@ -24,8 +24,31 @@ from absl import logging
 
 from zssr_tf import interrupts
 
-# A worker that dies before it starts any image (TensorFlow fails to load, say) is replaced at most this many times.
+# Workers that die before they are ready (TensorFlow fails to load, say) are replaced at most this many times.
 MAX_WORKER_STARTS = 3
+
+
+# The jobs live here, in a module without TensorFlow: a spawned worker unpickles its arguments before it runs, and
+# must set its cores and GPU before TensorFlow loads.
+@dataclasses.dataclass(frozen=True)
+class FolderJob:
+    """One image of a folder run, as `find_inputs` found it; `index` is its place in the folder's order."""
+
+    index: int
+    input_path: str
+    ground_truth: str | None
+    kernels: list[str] | None
+    depth: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """What every image of a folder run shares besides the configuration (`app.run`'s arguments of the same names)."""
+
+    output_dir: str
+    overwrite: bool = False
+    tensorboard_dir: str | None = None
+    export_model: bool = False
 
 
 def visible_gpus() -> list[str]:
@@ -85,10 +108,11 @@ class _WorkerPool:
         self._devices = [(None, gpus[i % len(gpus)]) if gpus else (cpus[i], None) for i in range(num_workers)]
         self._workers: dict[int, tuple[Any, Any]] = {}  # slot -> (process, its pipe's end here)
         self._held: dict[int, int] = {}  # slot -> the index of the image that worker runs
-        self._starts = 0
+        self._ready: set[int] = set()  # slots whose worker has loaded TensorFlow
+        self._failed_starts = 0  # workers dead before they were ready, since the last one that was
 
     def _start(self, slot: int) -> None:
-        self._starts += 1
+        """A new worker in `slot`; it is sent an image once it says it is ready (TensorFlow loaded)."""
         cpus, gpu = self._devices[slot]
         here, there = self._context.Pipe()
         process = self._context.Process(
@@ -105,18 +129,22 @@ class _WorkerPool:
             sys.modules["__main__"] = main
         there.close()
         self._workers[slot] = (process, here)
-        self._hand_out(slot)
+        self._ready.discard(slot)
 
     def _hand_out(self, slot: int) -> None:
-        """The worker's next image, or the end of its work."""
+        """The worker's next image, or the end of its work. A worker that died meanwhile gets none: the image goes
+        back to the queue, and the death is seen with its sentinel."""
         connection = self._workers[slot][1]
-        if not self._pending:
-            connection.send(None)
+        job = self._pending.pop(0) if self._pending else None
+        try:
+            connection.send(job)
+        except OSError:
+            if job is not None:
+                self._pending.insert(0, job)
             return
-        job = self._pending.pop(0)
-        self._held[slot] = job.index
-        logging.info("image %d of %d: %s (worker %d)", job.index + 1, self._total, job.input_path, slot)
-        connection.send(job)
+        if job is not None:
+            self._held[slot] = job.index
+            logging.info("image %d of %d: %s (worker %d)", job.index + 1, self._total, job.input_path, slot)
 
     def results(self, total: int) -> Iterator[tuple[int, Any]]:
         from multiprocessing import connection
@@ -140,7 +168,13 @@ class _WorkerPool:
                             continue
                         try:
                             while here.poll():
-                                index, result = here.recv()
+                                message = here.recv()
+                                if message == "ready":
+                                    self._ready.add(slot)
+                                    self._failed_starts = 0
+                                    self._hand_out(slot)
+                                    continue
+                                index, result = message
                                 self._held.pop(slot)
                                 remaining.discard(index)
                                 bar.update(1)
@@ -178,8 +212,10 @@ class _WorkerPool:
             logging.error("%s: %s", job.input_path, message)
             lost = index, app.failed_result(job, message)
             app.write_record(self._conf, job.input_path, self._options.output_dir, lost[1])
-        elif process.exitcode != 0 and self._starts >= len(self._devices) + MAX_WORKER_STARTS:
-            raise ValueError(f"workers: worker processes keep dying before they run an image ({why})")
+        elif slot not in self._ready:
+            self._failed_starts += 1
+            if self._failed_starts > MAX_WORKER_STARTS:
+                raise ValueError(f"workers: worker processes die before they are ready ({why}); see the lines above")
         if self._pending:
             self._start(slot)
         return lost
@@ -227,11 +263,18 @@ def _worker_main(cpus: list[int] | None, gpu: str | None, conf: Any, options: An
             tf.config.experimental.set_memory_growth(device, True)  # else one worker takes all of the GPU's memory
         from zssr_tf import app
 
+        connection.send("ready")
         while True:
             job = connection.recv()
             if job is None:
                 return
-            result = app.run_job(conf, job, options)
+            try:
+                result = app.run_job(conf, job, options)
+            except Exception as e:  # not one of an image's faults (run_job's): still this image's row, in one line
+                message = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+                logging.exception("%s: %s", job.input_path, message)
+                result = app.failed_result(job, message)
+                app.write_record(conf, job.input_path, options.output_dir, result)
             connection.send((job.index, dataclasses.replace(result, image=None)))
     except (interrupts.Interrupted, EOFError) as e:  # stopped, or the driver is gone
         sys.stderr.flush()
