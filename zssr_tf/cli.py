@@ -43,8 +43,9 @@ flags.DEFINE_integer("scale", None, "zssr estimate-kernel: 2 (the x2 kernel) or 
 flags.DEFINE_string("depth_map", None, "Optional depth map of the image for --method=dgdml (8/16-bit PNG, TIFF or "
                     ".npy; its values as --dgdml_depth_kind says, 0 unknown); in a folder name it <name>_depth.<ext>. "
                     "(--depth is the ZSSR network's number of layers.)")
-flags.DEFINE_boolean("overwrite", False, "Whether to redo images whose outputs already exist in --output_dir "
-                     "(otherwise they are skipped).")
+flags.DEFINE_boolean("overwrite", False, "Whether to redo images done by an earlier run (their record "
+                     "<name>_record.json and outputs exist in --output_dir); otherwise they are kept, with their "
+                     "numbers in results.csv.")
 flags.DEFINE_integer("workers", 0, "Folders: how many images run at once, each in its own process on its own GPU "
                      "(round-robin) or its own share of the CPU cores; 0: one per visible GPU, else 1 (one image "
                      "after another in this process).", lower_bound=0)
