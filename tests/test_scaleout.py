@@ -170,3 +170,18 @@ def test_a_stopped_driver_stops_its_workers(tmp_path, record_property):
     assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]  # gone with the driver, not orphans
     assert not [name for name in os.listdir(tmp_path / "out") if name.startswith(".tmp_")]
     record_property("observed", f"exit {driver.returncode} after {seconds:.1f} s: {last}; workers gone")
+
+
+def test_workers_that_cannot_start_end_the_run_in_one_line(tmp_path, capsys, monkeypatch):
+    folder = folder_of(tmp_path, ["a", "b", "c"])
+    fake = tmp_path / "fake"
+    (fake / "tensorflow").mkdir(parents=True)
+    (fake / "tensorflow" / "__init__.py").write_text("raise ImportError('no TensorFlow in this worker')\n")
+    import tensorflow  # noqa: F401  (this process's, loaded before the fake is on the path)
+
+    monkeypatch.syspath_prepend(str(fake))  # spawned workers start with this process's sys.path: they find it
+    status, _, err = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}", *TINY, "--noprogress",
+                          "--workers=2")
+    assert status == 1 and err.strip() == "zssr: error: workers: worker processes die before they are ready " \
+        "(exit status 1); see the lines above", err
+    assert not os.path.exists(tmp_path / "out" / "results.csv")  # no image was given to a worker
