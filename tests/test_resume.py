@@ -34,6 +34,18 @@ def stopping_at(monkeypatch, iterations):
     return calls
 
 
+def stop_in_stage(monkeypatch, trainer_class, stage, iterations):
+    """The trainer's run interrupted once its stage `stage` has run `iterations` steps."""
+    original_train = trainer_class.train
+
+    def train(self):
+        if self.stage == stage:
+            stopping_at(monkeypatch, iterations)
+        original_train(self)
+
+    monkeypatch.setattr(trainer_class, "train", train)
+
+
 @pytest.mark.parametrize("stop_stage", [0, 1])
 def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path, tiny_conf, monkeypatch, caplog, stop_stage):
     image = smooth_image(20, 22)
@@ -46,17 +58,8 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path, tiny_conf, monkeyp
 
     first = ZSSR(image, conf)
     first.set_resume_dir(tmp_path / "resume")
-    if stop_stage == 0:
-        stopping_at(monkeypatch, 40)
-    else:  # during the second stage: the first one's output comes from disk
-        original_train = ZSSR.train
-
-        def train(self):
-            if self.stage == 1:
-                stopping_at(monkeypatch, 25)
-            original_train(self)
-
-        monkeypatch.setattr(ZSSR, "train", train)
+    # In the second stage, the first one's output comes from disk.
+    stop_in_stage(monkeypatch, ZSSR, stop_stage, 40 if stop_stage == 0 else 25)
     with pytest.raises(interrupts.Interrupted):
         first.run()
     assert os.path.exists(tmp_path / "resume" / "checkpoint" / "state.json")
@@ -97,14 +100,7 @@ def test_zsrgan_resumes_too(tmp_path, monkeypatch, caplog):
     expected = reference.run()
     first = ZSRGAN(image, conf)
     first.set_resume_dir(tmp_path / "resume")
-    original_train = ZSRGAN.train
-
-    def train(self):
-        if self.stage == 1:
-            stopping_at(monkeypatch, 14)
-        original_train(self)
-
-    monkeypatch.setattr(ZSRGAN, "train", train)
+    stop_in_stage(monkeypatch, ZSRGAN, 1, 14)
     with pytest.raises(interrupts.Interrupted):
         first.run()
     monkeypatch.undo()
