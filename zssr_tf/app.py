@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zssr_tf import kernel_estimation, metrics, pictures
+from zssr_tf import kernel_estimation, metrics, pictures, scaleout
 from zssr_tf.scaleout import FolderJob, JobOptions
 from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
@@ -371,8 +371,6 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
     csv_path = os.path.join(output_dir, "results.csv")
     if results:
         write_results_csv(csv_path, [results[i] for i in sorted(results)])
-    from zssr_tf import scaleout
-
     if backend == "ray":
         finished = scaleout.run_ray(conf, jobs, options, ray_address, cpus_per_worker)
     else:
