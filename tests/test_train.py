@@ -12,7 +12,7 @@ from zssr_tf.inference import final_test
 from zssr_tf.metrics import psnr
 from zssr_tf.engine import StageHistory, Trainer
 from zssr_tf.methods import zssr as zssr_method
-from zssr_tf.methods.zssr import learning_rate_should_drop
+from zssr_tf.methods.zssr import learning_rate_should_drop, running_median
 
 STEPS = [0, 50, 100, 150, 200]
 
@@ -63,6 +63,40 @@ def test_policy_schedule_on_a_flat_curve_is_the_originals():
 def test_policy_never_drops_on_a_falling_curve():
     drops, iterations, _ = simulate_policy(Config().replace(max_iters=1000), lambda i: 1.0 / (1 + i))
     assert drops == [] and iterations == 1000
+
+
+def falling(i: int, spikes: tuple[int, ...] = ()) -> float:
+    """A reconstruction error that falls steadily, 50% higher at the quick tests in `spikes`."""
+    return 1e-3 * np.exp(-i / 600) * (1.5 if i in spikes else 1.0)
+
+
+@pytest.mark.parametrize("spikes", [(250,), (300,), (250, 500, 750, 1000, 1250)])
+def test_robust_policy_is_not_fooled_by_single_spikes_of_a_falling_error(spikes):
+    # The original rule drops on each of these curves at the first check that has the spike among its points.
+    conf = Config().replace(max_iters=1500)
+    assert simulate_policy(conf, lambda i: falling(i, spikes))[0]
+    assert simulate_policy(conf.replace(policy="robust"), lambda i: falling(i, spikes))[:2] == ([], 1500)
+
+
+def test_running_median_of_the_last_values():
+    assert running_median([1, 9, 2, 3, 8, 4], 3, 3) == [3, 3, 4]  # of (9, 2, 3), (2, 3, 8), (3, 8, 4)
+    assert running_median([1, 2, 3, 4], 3, 3) == []  # needs 3 + 2 values
+
+
+def test_robust_policy_drops_on_a_plateau():
+    # The first check with the 7 quick tests that 5 running medians of 3 need (0 ... 300) is at 359; at the lower
+    # learning rates the rule is the original's, min_iters after the last drop.
+    rng = np.random.default_rng(0)
+    drops, iterations, rate = simulate_policy(Config().replace(policy="robust"),
+                                              lambda i: 1e-3 + rng.normal(0, 1e-7))
+    assert drops[:2] == [359, 659] and len(drops) == 3 and rate == pytest.approx(1e-6)
+
+
+def test_robust_policy_waits_for_a_fall_after_an_early_plateau():
+    # Flat until iteration 250, then falling: at 299 the original sees four flat points and drops.
+    curve = lambda i: 1e-3 * np.exp(-max(i - 250, 0) / 400)  # noqa: E731
+    assert simulate_policy(Config().replace(max_iters=1500), curve)[0] == [299]
+    assert simulate_policy(Config().replace(max_iters=1500, policy="robust"), curve)[0] == []
 
 
 def test_sync_iterations_are_the_loops_events():

@@ -379,8 +379,8 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                          "perceptual_weight", "perceptual_layers", "perceptual_every", "vgg_weights")),
     ("Training (ZSSR; ZSRGAN and DGDML-SR have their own below)", (
         "seed", "max_iters", "min_iters", "learning_rate", "min_learning_rate", "learning_rate_change_ratio",
-        "learning_rate_policy_check_every", "learning_rate_slope_range", "run_test", "run_test_every", "crop_size",
-        "init_net_for_each_sf", "divergence_retries")),
+        "learning_rate_policy_check_every", "learning_rate_slope_range", "policy", "run_test", "run_test_every",
+        "crop_size", "init_net_for_each_sf", "divergence_retries")),
     ("Augmentation (how HR fathers are cut from the image)", tuple(
         name for name in FLAG_NAMES if FLAG_GROUP[name] == "zssr" and name.startswith("augment_"))),
     ("Speed and memory", ("precision", "pipeline", "jit_compile", "tile_size", "final_test_tile",

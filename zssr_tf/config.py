@@ -36,6 +36,7 @@ VGG_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv1", "block3_conv3", "b
 VGG16_CONV_LAYERS = tuple(f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
                           for c in range(1, n + 1))
 UPSAMPLERS = ("interpolate", "pixel_shuffle")
+POLICIES = ("original", "robust")
 PRETRAIN_ARCHS = ("vdsr", "zssr")
 VGG19_LAYERS = ("block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4")
 INIT_WEIGHTS_SUFFIXES = (".keras", ".weights.h5")
@@ -270,6 +271,10 @@ class ZSSRConfig:
     learning_rate_slope_range: int = _field(
         256, "The policy fits the quick tests of the last this-many iterations (slope_range // run_test_every "
         "points).")
+    policy: str = _field(
+        "original", "The learning-rate policy. original: the paper's and the TF1 code's rule. robust: the same "
+        "test, but at a stage's first learning rate the line is fitted to running medians of 3 quick tests, so one "
+        "spike of the error cannot end the fast phase (benchmarks/results/policy_check).", POLICIES)
     run_test: bool = _field(
         True, "Whether to run the quick test (reconstruction error of the input from its own son) that drives "
         "the learning-rate policy; without it only max_iters stops training.")
