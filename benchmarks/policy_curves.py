@@ -48,7 +48,8 @@ def run_curve(data_dir: str, dataset: str, name: str, seed: int, first: int, sec
     h = zssr.history[-1]
     return {"dataset": dataset, "name": name, "seed": seed, "first": first, "second": second,
             "test_every": test_every, "steps": h.test_steps, "reconstruction_mse": h.reconstruction_mse,
-            "true_mse": h.true_mse, "final_psnr": psnr(np.clip(sr, 0, 1), hr, 2), "seconds": round(time.perf_counter() - start, 1)}
+            "true_mse": h.true_mse, "final_psnr": psnr(np.clip(sr, 0, 1), hr, 2),
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ def test_pyproject_lists_every_package_and_ships_the_presets():
 
 def test_the_wheel_holds_every_module_the_presets_and_the_command(tmp_path):
     """Builds the wheel `pip install` would install (from a copy of the sources, offline) and reads its files."""
-    setuptools = pytest.importorskip("setuptools", minversion="61", reason="pyproject.toml metadata needs setuptools 61")
+    setuptools = pytest.importorskip("setuptools", minversion="61",
+                                     reason="pyproject.toml metadata needs setuptools 61")
     if tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1):  # from 70.1 setuptools builds wheels itself
         pytest.importorskip("wheel", reason="this setuptools builds wheels with the wheel package")
     source = tmp_path / "src"

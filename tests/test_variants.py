@@ -6,7 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import zssr_tf.methods.zssr as zssr_method
 from tests.conftest import smooth_image
