@@ -4,10 +4,14 @@ The learning-rate policy decides from the reconstruction error of the quick test
 ideal downscaling, the default preset) with the policy replaced by a fixed schedule, `--first` iterations at the
 initial learning rate and `--second` at a tenth of it, with a quick test every `--test_every` iterations (the true
 error against the ground truth too), and saves the curves per image and seed as JSON in `<out>/`. Resumable: done
-(image, seed) pairs are skipped. `benchmarks/policy_check.py --curves=<out>` replays the policies on them.
+(image, seed) pairs are skipped. Then it replays each `--policy` on the first segment of every curve (the real
+`ZSSR.learning_rate_policy`, fed the quick tests at the default spacing of 50) and writes `<out>/first_drops.md`:
+the iteration of each policy's first drop per image and seed, the mean and the spread over seeds. Only the first
+drop is replayed: after it, the real run would no longer follow the fixed schedule.
 
     python benchmarks/policy_curves.py --data_dir=../shared/data --images=Set14/foreman,Set5/bird \
         --seeds=0,1,2 --out=benchmarks/results/policy_check/curves
+    python benchmarks/policy_curves.py --replay_only --out=benchmarks/results/policy_check/curves
 """
 
 from __future__ import annotations
@@ -52,18 +56,71 @@ def run_curve(data_dir: str, dataset: str, name: str, seed: int, first: int, sec
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def first_drop(curve: dict, policy: str) -> int | None:
+    """The iteration where `policy` first drops the learning rate on the curve's first segment (None: never)."""
+    import numpy as np
+
+    from zssr_tf import ZSSR
+    from zssr_tf.config import Config
+    from zssr_tf.engine import StageHistory
+
+    conf = Config().replace(policy=policy, max_iters=curve["first"], width=2, depth=1)
+    zssr = ZSSR(np.full((8, 8, 3), 0.5, np.float32), conf)
+    zssr.history.append(StageHistory(scale_factor=(2.0, 2.0)))
+    zssr.start_stage(0)
+    errors = dict(zip(curve["steps"], curve["reconstruction_mse"]))
+    for zssr.iter in range(curve["first"]):
+        if zssr.iter % conf.zssr.run_test_every == 0:
+            zssr.history[-1].test_steps.append(zssr.iter)
+            zssr.history[-1].reconstruction_mse.append(errors[zssr.iter])
+        zssr.learning_rate_policy()
+        if zssr.history[-1].learning_rate_change_iters:
+            return zssr.history[-1].learning_rate_change_iters[0]
+    return None
+
+
+def replay(out: str, policies: list[str]) -> str:
+    import glob
+
+    import numpy as np
+
+    curves = [json.load(open(path)) for path in sorted(glob.glob(os.path.join(out, "*_seed*.json")))]
+    images = sorted({(c["dataset"], c["name"]) for c in curves})
+    lines = [f"First learning-rate drop on fixed-schedule curves ({curves[0]['first']} iterations at the initial "
+             "rate; never: counted as that many), per seed", "",
+             "| image | seeds | " + " | ".join(f"{p}: first drops | mean | spread" for p in policies) + " |",
+             "|---|---" + "|---|---|---" * len(policies) + "|"]
+    for dataset, name in images:
+        group = sorted((c for c in curves if (c["dataset"], c["name"]) == (dataset, name)), key=lambda c: c["seed"])
+        cells = []
+        for policy in policies:
+            drops = [first_drop(c, policy) for c in group]
+            counted = [c["first"] if d is None else d for c, d in zip(group, drops)]
+            cells += [" / ".join("never" if d is None else str(d) for d in drops), f"{np.mean(counted):.0f}",
+                      f"{np.ptp(counted):.0f}"]
+        lines.append(f"| {dataset}/{name} | {', '.join(str(c['seed']) for c in group)} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "first_drops.md"), "w") as f:
+        f.write(text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--images", required=True, help="Comma-separated <dataset>/<name>.")
+    parser.add_argument("--data_dir", default="")
+    parser.add_argument("--images", default="", help="Comma-separated <dataset>/<name>.")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--first", type=int, default=1200, help="Iterations at the initial learning rate.")
     parser.add_argument("--second", type=int, default=900, help="Iterations at a tenth of it.")
     parser.add_argument("--test_every", type=int, default=10)
+    parser.add_argument("--policies", default="original,robust")
+    parser.add_argument("--replay_only", action="store_true", help="Only replay the policies on saved curves.")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if not args.replay_only and not (args.data_dir and args.images):
+        parser.error("--data_dir and --images are needed to record curves (or --replay_only)")
     os.makedirs(args.out, exist_ok=True)
-    for image in args.images.split(","):
+    for image in [] if args.replay_only else args.images.split(","):
         dataset, name = image.split("/")
         for seed in (int(s) for s in args.seeds.split(",")):
             path = os.path.join(args.out, f"{dataset}_{name}_seed{seed}.json")
@@ -74,6 +131,7 @@ def main() -> None:
                 json.dump(curve, f)
             os.replace(path + ".tmp", path)
             print(f"{dataset}/{name} seed {seed}: {curve['seconds']} s", flush=True)
+    print(replay(args.out, args.policies.split(",")))
 
 
 if __name__ == "__main__":
