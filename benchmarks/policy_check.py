@@ -4,8 +4,8 @@ For each dataset, preset, seed and policy, every image runs as in Table 1 of ben
 `<dataset>/LR_bicubic/X<s>`, the preset's scale): ZSSR's Y-PSNR, iterations and seconds, and each stage's policy
 decisions and quick-test errors, go to one JSON file per run in `<out>/cache/` (a rerun skips those made with the
 same preset flags). `<out>/policy_check.md` has, per set and preset: the mean PSNR of each policy over images and
-seeds, robust minus original, the mean per-image spread over seeds (max - min), mean iterations and seconds, and
-the images with the largest spread.
+seeds, robust minus original, the mean per-image spread over seeds (max - min; over the images run with 2 or more
+seeds), mean iterations and seconds, and every image's PSNR and iterations per seed.
 
     # The issue's full check (days on a 2-core CPU):
     python benchmarks/policy_check.py --data_dir=../shared/data --datasets=Set5,Set14 \
@@ -14,7 +14,7 @@ the images with the largest spread.
     python benchmarks/policy_check.py --data_dir=../shared/data --datasets=Set14 --images=foreman \
         --presets=x2_gradual_ideal --seeds=0,1,2
     # The table from whatever is cached:
-    python benchmarks/policy_check.py --data_dir=../shared/data --tabulate_only
+    python benchmarks/policy_check.py --tabulate_only
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paper_tables import ROOT, Job, init_worker, make_lr_hr, measure, preset_flags, preset_path  # noqa: E402
+from paper_tables import ROOT, Job, init_worker, make_lr_hr, preset_flags, preset_path  # noqa: E402
 
 POLICIES = ("original", "robust")
 
@@ -60,6 +60,7 @@ def preset_scale(preset: str) -> int:
 def run_one(run: Run, data_dir: str, out: str) -> dict:
     from zssr_tf import ZSSR
     from zssr_tf.config import Config
+    from zssr_tf.metrics import psnr
 
     scale = preset_scale(run.preset)
     lr, hr, _ = make_lr_hr(Job(1, run.dataset, scale, run.name), data_dir, run.seed)
@@ -69,7 +70,7 @@ def run_one(run: Run, data_dir: str, out: str) -> dict:
     zssr = ZSSR(lr, conf, ground_truth=hr)
     sr = zssr.run()
     row = {"dataset": run.dataset, "preset": run.preset, "seed": run.seed, "policy": run.policy, "name": run.name,
-           "scale": scale, "psnr": measure(np.clip(sr, 0, 1), hr, scale)["psnr"],
+           "scale": scale, "psnr": psnr(np.clip(sr, 0, 1), hr, scale),
            "iterations": sum(h.iterations for h in zssr.history), "seconds": round(time.perf_counter() - start, 1),
            "stages": [{"iterations": h.iterations, "drops": h.learning_rate_change_iters, "restarts": h.restarts,
                        "test_steps": h.test_steps, "reconstruction_mse": h.reconstruction_mse}
@@ -86,9 +87,9 @@ def load_cached(path: str) -> dict | None:
     try:
         with open(path) as f:
             row = json.load(f)
-    except (OSError, ValueError):
+        return row if row["preset_flags"] == preset_flags(row["preset"]) else None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable, malformed, or its preset file is gone
         return None
-    return row if row.get("preset_flags") == preset_flags(row["preset"]) else None
 
 
 def tabulate(rows: list[dict]) -> str:
@@ -105,38 +106,42 @@ def tabulate(rows: list[dict]) -> str:
             continue
         names = sorted({n for n, _ in pairs})
         seeds = {n: [s for m, s in pairs if m == n] for n in names}
+        spread_names = [n for n in names if len(seeds[n]) >= 2]  # a spread needs two seeds
 
         def stat(policy, key):
             return float(np.mean([by[(policy, n, s)][key] for n, s in pairs]))
 
         def spreads(policy):
-            return {n: float(np.ptp([by[(policy, n, s)]["psnr"] for s in seeds[n]])) for n in names}
+            return {n: float(np.ptp([by[(policy, n, s)]["psnr"] for s in seeds[n]])) for n in spread_names}
+
+        def mean_spread(policy):
+            return f"{np.mean(list(spread[policy].values())):.3f}" if spread_names else "-"
 
         spread = {p: spreads(p) for p in POLICIES}
         psnr = {p: stat(p, "psnr") for p in POLICIES}
-        lines.append(f"| {dataset} | {preset} | {len(names)} x {len(pairs) / len(names):g} | {psnr['original']:.3f} "
-                     f"| {psnr['robust']:.3f} | {psnr['robust'] - psnr['original']:+.3f} | "
-                     f"{np.mean(list(spread['original'].values())):.3f} | "
-                     f"{np.mean(list(spread['robust'].values())):.3f} | {stat('original', 'iterations'):.0f} | "
+        counts = sorted({len(seeds[n]) for n in names})
+        lines.append(f"| {dataset} | {preset} | {len(names)} x {'-'.join(map(str, counts))} | "
+                     f"{psnr['original']:.3f} | {psnr['robust']:.3f} | {psnr['robust'] - psnr['original']:+.3f} | "
+                     f"{mean_spread('original')} | {mean_spread('robust')} | {stat('original', 'iterations'):.0f} | "
                      f"{stat('robust', 'iterations'):.0f} | {stat('original', 'seconds'):.0f} | "
                      f"{stat('robust', 'seconds'):.0f} |")
-        details += ["", f"### {dataset}, {preset}: per image (Y-PSNR per seed {', '.join(map(str, seeds[names[0]]))};"
-                    " iterations)", "", "| image | original | robust | spread original | robust |",
-                    "|---|---|---|---|---|"]
+        details += ["", f"### {dataset}, {preset}: per image (Y-PSNR per seed; iterations)", "",
+                    "| image | seeds | original | robust | spread original | robust |", "|---|---|---|---|---|---|"]
         for n in names:
             cells = []
             for p in POLICIES:
                 runs = [by[(p, n, s)] for s in seeds[n]]
                 cells.append(" / ".join(f"{r['psnr']:.2f}" for r in runs) + " ("
                              + " / ".join(str(r["iterations"]) for r in runs) + ")")
-            details.append(f"| {n} | {cells[0]} | {cells[1]} | {spread['original'][n]:.3f} | "
-                           f"{spread['robust'][n]:.3f} |")
+            spread_cells = [f"{spread[p][n]:.3f}" if n in spread[p] else "-" for p in POLICIES]
+            details.append(f"| {n} | {', '.join(map(str, seeds[n]))} | {cells[0]} | {cells[1]} | "
+                           f"{spread_cells[0]} | {spread_cells[1]} |")
     return "\n".join(lines + details) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", required=True, help="Folder with <dataset>/HR and <dataset>/LR_bicubic.")
+    parser.add_argument("--data_dir", default="", help="Folder with <dataset>/HR and <dataset>/LR_bicubic.")
     parser.add_argument("--datasets", default="Set5,Set14")
     parser.add_argument("--presets", default="x2_one_jump_ideal,x2_gradual_ideal,x3_gradual_ideal,x4_gradual_ideal")
     parser.add_argument("--seeds", default="0,1,2")
@@ -145,9 +150,11 @@ def main() -> None:
     parser.add_argument("--tabulate_only", action="store_true")
     args = parser.parse_args()
 
+    if not args.tabulate_only and not args.data_dir:
+        parser.error("--data_dir is needed to run (or --tabulate_only)")
     os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
     runs = []
-    for dataset in args.datasets.split(","):
+    for dataset in [] if args.tabulate_only else args.datasets.split(","):
         names = [os.path.splitext(os.path.basename(p))[0]
                  for p in sorted(glob.glob(os.path.join(args.data_dir, dataset, "HR", "*.png")))]
         if args.images:
@@ -160,8 +167,7 @@ def main() -> None:
             # Seeds outermost, so a partial run has whole seeds of both policies to compare.
             runs += [Run(dataset, preset, int(seed), policy, name) for seed in args.seeds.split(",")
                      for name in names for policy in POLICIES]
-    pending = [] if args.tabulate_only else [
-        r for r in runs if load_cached(os.path.join(args.out, "cache", f"{r.key}.json")) is None]
+    pending = [r for r in runs if load_cached(os.path.join(args.out, "cache", f"{r.key}.json")) is None]
     print(f"{len(runs)} runs, {len(runs) - len(pending)} cached, {len(pending)} to run", flush=True)
     if pending:
         init_worker(0)

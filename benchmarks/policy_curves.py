@@ -119,6 +119,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.replay_only and not (args.data_dir and args.images):
         parser.error("--data_dir and --images are needed to record curves (or --replay_only)")
+    # The fixed drop happens at a policy check (every 60 iterations), and the replay needs the tests every 50.
+    if args.first % 60 or 50 % args.test_every:
+        parser.error("--first must be a multiple of 60 and --test_every divide 50")
     os.makedirs(args.out, exist_ok=True)
     for image in [] if args.replay_only else args.images.split(","):
         dataset, name = image.split("/")

@@ -79,6 +79,7 @@ def test_gradual_preset_matches_the_original():
     (dict(run_test_every=100), "at least 3"),
     (dict(augment_leave_as_is_probability=0.7, augment_no_interpolate_probability=0.6), "probability"),
     (dict(noise_std=-1.0), "noise_std"),
+    (dict(policy="patient"), "policy: 'patient' is not one of original, robust"),
 ])
 def test_invalid_values_are_refused_in_one_line(changes, message):
     with pytest.raises(ConfigError, match=message) as info:
