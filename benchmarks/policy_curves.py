@@ -79,6 +79,22 @@ def first_drop(curve: dict, policy: str) -> int | None:
     return None
 
 
+def neighbour_ratios(curves: list[dict], start: int, stop: int):
+    """Each quick test at the default spacing (50) in [start, stop) over the median of the 2 before and 2 after it:
+    how far single tests stray from their trend."""
+    import numpy as np
+
+    ratios = []
+    for curve in curves:
+        steps, errors = np.array(curve["steps"]), np.array(curve["reconstruction_mse"])
+        keep = steps % 50 == 0
+        steps, errors = steps[keep], errors[keep]
+        for i in range(2, len(errors) - 2):
+            if start <= steps[i] < stop:
+                ratios.append(errors[i] / np.median(np.r_[errors[i - 2:i], errors[i + 1:i + 3]]))
+    return np.array(ratios)
+
+
 def replay(out: str, policies: list[str]) -> str:
     import glob
 
@@ -99,6 +115,14 @@ def replay(out: str, policies: list[str]) -> str:
             cells += [" / ".join("never" if d is None else str(d) for d in drops), f"{np.mean(counted):.0f}",
                       f"{np.ptp(counted):.0f}"]
         lines.append(f"| {dataset}/{name} | {', '.join(str(c['seed']) for c in group)} | " + " | ".join(cells) + " |")
+    lines += ["", "Quick tests (every 50) against the median of their 4 neighbours:", ""]
+    first, second = curves[0]["first"], curves[0]["second"]
+    for label, (start, stop) in (("initial rate", (300, first)), ("a tenth of it", (first + 300, first + second))):
+        ratios = neighbour_ratios(curves, start, stop)
+        lines.append(f"- {label}, iterations {start}-{stop - 1}: {len(ratios)} tests, 5-95% within "
+                     f"{np.percentile(ratios, 5):.2f}-{np.percentile(ratios, 95):.2f}, "
+                     f"{np.mean(ratios > 1.2):.1%} above 1.2, {np.mean(ratios < 0.8):.1%} below 0.8, "
+                     f"largest {ratios.max():.2f}")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "first_drops.md"), "w") as f:
         f.write(text)
