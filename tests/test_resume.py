@@ -36,14 +36,14 @@ def stopping_at(monkeypatch, iterations):
 
 def stop_in_stage(monkeypatch, trainer_class, stage, iterations):
     """The trainer's run interrupted once its stage `stage` has run `iterations` steps."""
-    original_train = trainer_class.train
+    original_train = trainer_class.train_coroutine
 
-    def train(self):
+    def train_coroutine(self):
         if self.stage == stage:
             stopping_at(monkeypatch, iterations)
-        original_train(self)
+        return original_train(self)
 
-    monkeypatch.setattr(trainer_class, "train", train)
+    monkeypatch.setattr(trainer_class, "train_coroutine", train_coroutine)
 
 
 @pytest.mark.parametrize("stop_stage", [0, 1])

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zssr_tf import kernel_estimation, metrics, pictures, scaleout
+from zssr_tf import group, kernel_estimation, metrics, pictures, scaleout
 from zssr_tf.scaleout import FolderJob, JobOptions
 from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
@@ -39,7 +39,7 @@ from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_ima
 from zssr_tf.imresize import imresize
 from zssr_tf.depth import DEPTH_EXTENSIONS
 from zssr_tf.methods import DEPTH_METHODS, METHODS
-from zssr_tf.engine import max_input_megapixels, read_ground_truth
+from zssr_tf.engine import Coroutine, drive, max_input_megapixels, read_ground_truth
 from zssr_tf.models.weights import check_init_weights
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
@@ -138,6 +138,16 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
     Raises:
       ImageError, KernelError, ConfigError, ValueError: bad input, with a one-line message; nothing is written.
     """
+    return drive(run_coroutine(conf, input_path, output_dir, ground_truth, kernels, overwrite, tensorboard_dir,
+                               export_model, depth))
+
+
+def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: str | None = None,
+                  kernels: Sequence[str] | None = None, overwrite: bool = True, tensorboard_dir: str | None = None,
+                  export_model: bool = False, depth: str | None = None) -> Coroutine:
+    """`run` as a coroutine of its trainer's steps (`engine.Trainer.run_coroutine`), for `group.drive_together`,
+    which trains several images in one step; arguments and result as `run`.
+    """
     name = os.path.splitext(os.path.basename(input_path))[0]
     if depth is not None and conf.method not in DEPTH_METHODS:
         raise ValueError(f"depth_map: --method={conf.method} takes no depth map (methods that do: "
@@ -175,7 +185,7 @@ def run(conf: Config, input_path: str, output_dir: str, ground_truth: str | None
         estimate, name, output_dir, conf.task.scale_factors)
     if conf.run.checkpoint_every:
         trainer.set_resume_dir(resume_path(conf, input_path, output_dir))
-    trainer.run()
+    yield from trainer.run_coroutine()
     for path, sf, sr in zip(outputs, conf.task.scale_factors, trainer.outputs):
         if alpha is not None:
             upscaled_alpha = imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.task.upscale_method)
@@ -308,9 +318,14 @@ def find_depth(input_path: str) -> str | None:
 def run_job(conf: Config, job: FolderJob, options: JobOptions) -> RunResult:
     """One image of a folder run, in this process: `run`, with its failure made the image's result (and its
     record), so that the other images go on. Every backend (`zssr_tf.scaleout`) runs images through this."""
+    return drive(run_job_coroutine(conf, job, options))
+
+
+def run_job_coroutine(conf: Config, job: FolderJob, options: JobOptions) -> Coroutine:
+    """`run_job` as a coroutine (`run_coroutine`)."""
     try:
-        return run(conf, job.input_path, options.output_dir, job.ground_truth, job.kernels, options.overwrite,
-                   options.tensorboard_dir, options.export_model, job.depth)
+        return (yield from run_coroutine(conf, job.input_path, options.output_dir, job.ground_truth, job.kernels,
+                                         options.overwrite, options.tensorboard_dir, options.export_model, job.depth))
     except (ImageError, ValueError, MemoryError, tf.errors.ResourceExhaustedError) as e:  # one image's fault
         # KernelError and ConfigError are ValueErrors; memory: this image is too large for this machine.
         message = str(e).splitlines()[0] if str(e) else "out of memory"
@@ -322,6 +337,12 @@ def run_job(conf: Config, job: FolderJob, options: JobOptions) -> RunResult:
         return result
 
 
+def _started_job(conf: Config, job: FolderJob, options: JobOptions, total: int) -> Coroutine:
+    """`run_job_coroutine`, saying when the image starts (it takes a slot of the group)."""
+    scaleout.log_start(job, total)
+    return (yield from run_job_coroutine(conf, job, options))
+
+
 def failed_result(job: FolderJob, message: str) -> RunResult:
     return RunResult(name=os.path.splitext(os.path.basename(job.input_path))[0], outputs=[], status=f"error: {message}")
 
@@ -329,7 +350,7 @@ def failed_result(job: FolderJob, message: str) -> RunResult:
 def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = False,
                tensorboard_dir: str | None = None, export_model: bool = False, workers: int = 1,
                backend: str = "local", ray_address: str | None = None,
-               cpus_per_worker: int = 0) -> list[RunResult]:
+               cpus_per_worker: int = 0, images_per_step: int | str = 1) -> list[RunResult]:
     """The method on every image of a folder (the original `run_ZSSR.py`); rewrites `results.csv` as images end.
 
     An image that fails is reported in results.csv (status "error: ...") and the others go on. An image done by an
@@ -342,14 +363,24 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
       backend: "local" or "ray" (one Ray task per image, `scaleout.run_ray`, on the cluster at `ray_address`).
       cpus_per_worker: the cores each worker (local) or Ray task uses; 0: local, an equal share of this machine's;
         Ray, 1 (tasks on GPUs ask for one GPU and take every core they are given).
+      images_per_step: in this process (one worker, local), train this many images' networks in one step
+        (`group.drive_together`; ZSSR with the paper's network; other images and methods one per step), or
+        "auto" (`group.resolve_images_per_step`).
 
     Returns:
       The images' results in the folder's order, as in results.csv (the same whatever the backend and workers).
 
     Raises:
       ImageError: the folder has no images. ValueError: `init_weights` is missing or unreadable, the
-        `backbone` file is missing, or the backend cannot start (Ray not installed, no cluster at the address).
+        `backbone` file is missing, the backend cannot start (Ray not installed, no cluster at the address), or
+        `images_per_step` > 1 with more than one worker or Ray.
     """
+    images_per_step = group.resolve_images_per_step(images_per_step)
+    if images_per_step < 1:
+        raise ValueError(f"images_per_step: must be >= 1, got {images_per_step}")
+    if images_per_step > 1 and (backend == "ray" or workers > 1):
+        raise ValueError("images_per_step: several images per step run in one process (--workers=1, "
+                         "--backend=local)")
     found = find_inputs(input_dir, conf.task.num_stages, depth_maps=conf.method in DEPTH_METHODS)
     if conf.run.init_weights:
         check_init_weights(conf.run.init_weights)  # fail before writing anything, not once per image
@@ -373,6 +404,10 @@ def run_folder(conf: Config, input_dir: str, output_dir: str, overwrite: bool = 
         write_results_csv(csv_path, [results[i] for i in sorted(results)])
     if backend == "ray":
         finished = scaleout.run_ray(conf, jobs, options, ray_address, cpus_per_worker)
+    elif images_per_step > 1:
+        coroutines = (_started_job(conf, job, options, len(found)) for job in jobs)
+        finished = ((jobs[place].index, result) for place, result in group.drive_together(coroutines,
+                                                                                          images_per_step))
     else:
         finished = scaleout.run_local(conf, jobs, options, workers or scaleout.default_workers(), cpus_per_worker,
                                       len(found))

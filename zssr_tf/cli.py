@@ -56,6 +56,11 @@ flags.DEFINE_string("ray_address", "local", "--backend=ray: auto (the cluster th
                     "ray start), HOST:PORT, or local (a new one-machine cluster).")
 flags.DEFINE_integer("cpus_per_worker", 0, "Folders: the cores each worker process (or Ray task without a GPU) "
                      "uses; 0: an equal share of this machine's cores (local), 1 (Ray).", lower_bound=0)
+flags.DEFINE_string("images_per_step", "1", "Folders: how many images' ZSSR networks train together in one step "
+                    "of this process (each as if alone: its own examples, learning rate, quick tests and stop; a "
+                    "slot that ends takes the next image), or auto (the measured best for this device, README.md). "
+                    "For the paper's network (not with a content loss, a backbone, pixel shuffle or float16); other "
+                    "images and methods train one per step.")
 flags.DEFINE_boolean("tensorboard", False, "Whether to write TensorBoard summaries (loss, learning rate, "
                      "reconstruction error, true PSNR with ground truth, each stage's output) to "
                      "<output_dir>/tb/<image name>; view them with tensorboard --logdir=<output_dir>/tb.")
@@ -176,12 +181,19 @@ def _main(argv: list[str]) -> None:
         _fail("--scale is for zssr estimate-kernel; a run takes --scale_factors", 2)
     folder = os.path.isdir(FLAGS.input)
     estimate = FLAGS.kernels == ["estimate"]
-    scale_out = [name for name in ("workers", "backend", "cpus_per_worker") if FLAGS[name].present]
+    scale_out = [name for name in ("workers", "backend", "cpus_per_worker", "images_per_step")
+                 if FLAGS[name].present]
     if scale_out and not folder:
         _fail(f"--{scale_out[0]} is for folders (--input=DIR); one image runs in this process", 2)
     if FLAGS.backend == "ray" and FLAGS["workers"].present:
         _fail("--workers is for --backend=local; Ray runs as many images at once as the cluster has GPUs (or "
               "--cpus_per_worker shares of its cores)", 2)
+    images_per_step = FLAGS.images_per_step
+    if images_per_step != "auto" and not (images_per_step.isdigit() and int(images_per_step) >= 1):
+        _fail(f"--images_per_step: {images_per_step!r} is not a number >= 1 or auto", 2)
+    if images_per_step != "1" and (FLAGS.backend == "ray" or FLAGS.workers > 1):
+        _fail("--images_per_step: several images per step run in one process (not with --workers > 1 or "
+              "--backend=ray)", 2)
     if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):
         _fail("--ground_truth, --kernels and --depth_map are for one image; in a folder name them <name>_gt.png, "
               "<name>_<i>.mat and <name>_depth.png", 2)
@@ -198,7 +210,7 @@ def _main(argv: list[str]) -> None:
         if folder:
             results = app.run_folder(conf, FLAGS.input, FLAGS.output_dir, FLAGS.overwrite, **extras,
                                      workers=FLAGS.workers, backend=FLAGS.backend, ray_address=FLAGS.ray_address,
-                                     cpus_per_worker=FLAGS.cpus_per_worker)
+                                     cpus_per_worker=FLAGS.cpus_per_worker, images_per_step=images_per_step)
         else:
             results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth,
                                None if estimate else FLAGS.kernels,
@@ -372,7 +384,7 @@ HELP_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                           "list_presets", "tensorboard", "export_model", "name", "progress", "display_every",
                           "max_output_megapixels")),
     ("Folders at scale, and runs that resume", ("workers", "backend", "ray_address", "cpus_per_worker",
-                                                 "checkpoint_every")),
+                                                 "images_per_step", "checkpoint_every")),
     ("Method and task", ("method", "scale_factors", "downscale_method", "upscale_method", "downscale_gt_method",
                          "estimate_kernels", "noise_std", "back_projection_iters", "output_flip", "init_weights",
                          "width", "depth", "init_variance", "learn_residual", "upsampler", "backbone",

@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Generator, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -189,6 +189,30 @@ def l1_step(network: keras.Model, optimizer: GuardedOptimizer, network_input: tf
     return {"loss": loss}
 
 
+@dataclasses.dataclass(frozen=True)
+class StepRequest:
+    """What a run's coroutine (`Trainer.run_coroutine`) asks of whoever drives it: up to `num_steps` train steps of
+    `trainer` (the steps to its next sync). It is sent back (steps run, at least 1; the last step's scalars)."""
+
+    trainer: "Trainer"
+    num_steps: int
+
+
+# A run's coroutine: yields StepRequests, is sent (steps run, scalars), returns its result.
+Coroutine = Generator[StepRequest, tuple[int, Mapping[str, tf.Tensor]], Any]
+
+
+def drive(coroutine: Coroutine) -> Any:
+    """Runs a run's coroutine with one image per step, here (`Trainer.run_steps_alone`); returns its result.
+    `zssr_tf.group.drive_together` runs several at once."""
+    try:
+        request = next(coroutine)
+        while True:
+            request = coroutine.send(request.trainer.run_steps_alone(request.num_steps))
+    except StopIteration as stop:
+        return stop.value
+
+
 @dataclasses.dataclass
 class StageHistory:
     """What happened while training one scale factor (for logs, plots and summaries)."""
@@ -262,6 +286,7 @@ class Trainer:
         self._test_rng = np.random.default_rng([self.conf.run.seed, 1])
         self.stage, self.iter = 0, 0
         self._piece_steps = 1  # steps per call of the train step: grows to about CHUNK_SECONDS of them
+        self.examples: tf.data.Iterator | None = None  # the stage's training examples while it trains
         self.sf = np.array(task.scale_factors[0])
         self.kernel = self.kernels[0]
         self.precision = resolve_precision(self.conf.run.precision)
@@ -312,6 +337,15 @@ class Trainer:
     def after_sync(self) -> bool:
         """Called after the steps up to `self.iter`; True stops the stage."""
         return False
+
+    def group_key(self) -> tuple | None:
+        """What must be equal for images to train in one step (`zssr_tf.group`); None: this one cannot (the
+        default: one image per step)."""
+        return None
+
+    def group_variables(self) -> list[tf.Variable]:
+        """With a `group_key`: the generator's kernels, in the order `zssr_tf.group.StackedZSSR` applies them."""
+        raise NotImplementedError
 
     def father_to_son(self, hr_father: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """The LR son of an image for the quick test (the stage's kernel; methods may add noise)."""
@@ -467,12 +501,16 @@ class Trainer:
 
     def run(self) -> np.ndarray:
         """Runs every scale factor; returns the last stage's SR image (float32 in [0, 1])."""
+        return drive(self.run_coroutine())
+
+    def run_coroutine(self) -> Coroutine:
+        """`run` as a coroutine (see `train_coroutine`); returns what `run` returns."""
         if self._kernels_pending:
             raise ValueError("estimate_kernels: give the trainer the kernels of "
                              "zssr_tf.kernel_estimation.estimate_kernels(image, conf) (`kernels=` or `set_kernels`; "
                              "app.run and the command line estimate them themselves)")
         with self._writing_summaries():
-            self._run_stages()
+            yield from self._run_stages()
         return self.outputs[-1][:, :, 0] if self.squeeze_output else self.outputs[-1]
 
     @contextlib.contextmanager
@@ -487,7 +525,7 @@ class Trainer:
                 self._summaries.close()
                 self._summaries = None
 
-    def _run_stages(self) -> None:
+    def _run_stages(self) -> Coroutine:
         self._step_offset = 0
         if self._summaries is not None and self.gt is not None:
             self._summaries.image("images/ground_truth", self.gt, step=0)
@@ -507,7 +545,7 @@ class Trainer:
                     self._end_stage(np.load(self._stage_output_path(stage)))
                     continue
             start = time.perf_counter()
-            self.train()
+            yield from self.train_coroutine()
             self.history[-1].train_seconds += time.perf_counter() - start
             start = time.perf_counter()
             output = self.final_test()
@@ -611,9 +649,14 @@ class Trainer:
 
     def train(self) -> None:
         """Trains the networks for the current scale factor until the method's schedule or max_iters stops it."""
+        drive(self.train_coroutine())
+
+    def train_coroutine(self) -> Coroutine:
+        """`train` as a coroutine: yields a `StepRequest` whenever the loop needs steps run, is sent back (steps
+        done, the last step's scalars). `drive` runs them here; `zssr_tf.group` runs several images' at once."""
         h = self.history[-1]
         # Example i is made from a generator seeded by i: a resumed stage skips what it trained on already.
-        examples = iter(self.example_dataset(self.max_iters).skip(h.iterations))
+        self.examples = iter(self.example_dataset(self.max_iters).skip(h.iterations))
         for optimizer in self.optimizers.values():
             optimizer.skipped.assign(0)
         if int(self._keep_if_finite(tf.constant(0.0))):  # the stage's starting weights are its first good ones
@@ -627,13 +670,9 @@ class Trainer:
                 # Steps run in chunks up to the next iteration the loop must see; self.iter is that iteration.
                 self.iter = self.next_sync_iteration(h.iterations)
                 while h.iterations <= self.iter:
-                    # A chunk runs in pieces of about CHUNK_SECONDS: Python sees Ctrl-C / SIGTERM only between
-                    # calls. The same steps in the same order: the result is the same.
-                    num_steps = min(self.iter + 1 - h.iterations, self._piece_steps)
-                    start = time.perf_counter()
-                    scalars = self._train_steps(examples, tf.constant(num_steps))
-                    seconds = time.perf_counter() - start
-                    self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
+                    # Whoever runs the steps may run fewer than asked (pieces of about CHUNK_SECONDS: Python sees
+                    # Ctrl-C / SIGTERM only between calls); the same steps in the same order give the same result.
+                    num_steps, scalars = yield StepRequest(self, self.iter + 1 - h.iterations)
                     h.iterations += num_steps
                     bar.update(num_steps)
                     interrupts.check(self._where)
@@ -657,11 +696,22 @@ class Trainer:
                     break
                 if checkpoint_every and health == 0 and h.iterations - self._checkpointed_at >= checkpoint_every:
                     self._write_resume_state()
+        self.examples = None  # its prefetching ends with it
         self._collect_skipped_steps()
         skipped = {name: n for name, n in h.skipped_steps.items() if n}
         if skipped:
             logging.warning("%s: steps with non-finite gradients were skipped: %s", self._sf_text,
                             ", ".join(f"{n} of the {name}" for name, n in skipped.items()))
+
+    def run_steps_alone(self, num_steps: int) -> tuple[int, dict[str, tf.Tensor]]:
+        """Up to `num_steps` train steps of this image alone, in one call of about CHUNK_SECONDS at most; returns
+        (steps run, the last step's scalars)."""
+        num_steps = min(num_steps, self._piece_steps)
+        start = time.perf_counter()
+        scalars = self._train_steps(self.examples, tf.constant(num_steps))
+        seconds = time.perf_counter() - start
+        self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
+        return num_steps, scalars
 
     def _diverged(self, what: str) -> bool:
         """Non-finite weights (or losses) at this sync: back to the last good weights and on at a lower learning

@@ -82,13 +82,16 @@ def run_local(conf: Any, jobs: Sequence[Any], options: Any, num_workers: int, cp
     total = total or len(jobs)
     if num_workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            logging.info("image %d of %d: %s (ground truth: %s, kernels: %s%s)", job.index + 1, total,
-                         job.input_path, job.ground_truth or "none",
-                         ", ".join(map(os.path.basename, job.kernels)) if job.kernels else "none",
-                         "" if job.depth is None else f", depth: {job.depth}")
+            log_start(job, total)
             yield job.index, app.run_job(conf, job, options)
         return
     yield from _WorkerPool(conf, jobs, options, min(num_workers, len(jobs)), cpus_per_worker).results(total)
+
+
+def log_start(job: FolderJob, total: int) -> None:
+    logging.info("image %d of %d: %s (ground truth: %s, kernels: %s%s)", job.index + 1, total, job.input_path,
+                 job.ground_truth or "none", ", ".join(map(os.path.basename, job.kernels)) if job.kernels else "none",
+                 "" if job.depth is None else f", depth: {job.depth}")
 
 
 class _WorkerPool:

@@ -71,6 +71,19 @@ def in_notebook() -> bool:
     return any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
 
 
+_bars_off = [0]  # how many `progress_bars_off` blocks are running
+
+
+@contextlib.contextmanager
+def progress_bars_off() -> Iterator[None]:
+    """No progress bars while the block runs (several images training at once would interleave them)."""
+    _bars_off[0] += 1
+    try:
+        yield
+    finally:
+        _bars_off[0] -= 1
+
+
 @contextlib.contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[tqdm]:
     """A progress bar over `total` iterations, shown only in a notebook or on a terminal.
@@ -84,7 +97,7 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
       A `tqdm` bar; a disabled one (every call a no-op) where it is not shown.
     """
     notebook = in_notebook()
-    shown = enabled and (notebook or stderr_is_terminal())
+    shown = enabled and not _bars_off[0] and (notebook or stderr_is_terminal())
     bar = tqdm(total=total, desc=description, unit="it", disable=not shown, dynamic_ncols=True, leave=True)
     try:
         with _log_lines_above() if shown and not notebook else contextlib.nullcontext():

@@ -165,6 +165,19 @@ class ZSSR(Trainer):
         optimizer.minimize(tape, scaled_loss, network.trainable_variables)
         return {"loss": loss, "l1_loss": l1, "content_loss": content}
 
+    def group_key(self) -> tuple | None:
+        """The paper's network and L1 step can share a step with other images of the same crop size and channels
+        (`zssr_tf.group`); a content loss, a backbone, pixel shuffle and float16's loss scaling cannot."""
+        c = self.conf.zssr
+        if (self._vgg is not None or c.backbone or self.pixel_shuffle
+                or self.precision not in ("float32", "mixed_bfloat16")):
+            return None
+        return (self.crop_size, self.channels, c.depth, c.width, c.learn_residual, self.precision,
+                self.conf.run.jit_compile)
+
+    def group_variables(self) -> list[tf.Variable]:
+        return [self.model.get_layer(f"filter_{i}").kernel for i in range(self.conf.zssr.depth)]
+
     def _content_loss(self) -> tf.Tensor:
         """The course report's content loss: the mean over layers of the L1 distance between VGG16 features of
         the network's output for the whole input's son and of the whole input (its figure 11)."""
