@@ -145,8 +145,8 @@ def main() -> None:
                           f"({'whole LR x2' if args.dataset == 'Set5' else '160x240 LR x2 crops'}), {where}\n\n"
                           f"`python benchmarks/throughput.py --dataset={args.dataset} --sizes={args.sizes} "
                           f"--images={args.images}{' --flags=' + shlex.quote(args.flags) if args.flags else ''}`; "
-                          f"precision {device.resolve_precision(conf.run.precision)}, pipeline {conf.run.pipeline}, TensorFlow "
-                          f"{tf.__version__}.")
+                          f"precision {device.resolve_precision(conf.run.precision)}, pipeline "
+                          f"{conf.run.pipeline}, TensorFlow {tf.__version__}.")
     with open(os.path.join(work, "throughput.md"), "w") as f:
         f.write(text)
     print(text)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import smooth_image
-from zssr_tf import app, group
+from zssr_tf import app, group, interrupts
 from zssr_tf.image_io import write_image
 from zssr_tf.methods.zssr import ZSSR
 
@@ -34,7 +34,9 @@ def test_grouped_conv_is_each_images_own_convolution():
         np.testing.assert_allclose(together[i], alone, atol=1e-5)
 
 
-def test_three_images_in_one_step_give_the_three_single_runs(tiny_conf):
+@pytest.mark.parametrize("form", ["grouped", "per_image"])
+def test_three_images_in_one_step_give_the_three_single_runs(tiny_conf, monkeypatch, form):
+    monkeypatch.setattr(group, "CONV_FORM", form)
     conf = tiny_conf.replace(max_iters=60, precision="float32")
     images = [smooth_image(30, 34, seed=seed) for seed in range(3)]
     alone = [ZSSR(image, conf.replace(seed=seed)) for seed, image in enumerate(images)]
@@ -99,8 +101,10 @@ def _folder(tmp_path):
 
 
 def _rows(path):
+    """results.csv's names, statuses and iterations, and PSNRs to 0.01 dB (float rounding of other groupings)."""
     with open(path) as f:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "output")} for row in csv.DictReader(f)]
+        return [(row["name"], row["status"], row["iterations"], round(float(row["psnr_y"] or 0), 2))
+                for row in csv.DictReader(f)]
 
 
 def test_a_folder_two_images_per_step_writes_what_one_per_step_writes(tiny_conf, tmp_path):
@@ -127,3 +131,45 @@ def test_images_per_step_is_refused_with_several_workers(tiny_conf, tmp_path):
         app.run_folder(tiny_conf, _folder(tmp_path), str(tmp_path / "out"), workers=2, images_per_step=2)
     with pytest.raises(ValueError, match=">= 1"):
         app.run_folder(tiny_conf, _folder(tmp_path), str(tmp_path / "out"), images_per_step=0)
+
+
+def test_a_group_out_of_device_memory_is_each_images_error_row(tiny_conf, tmp_path, monkeypatch):
+    def exhausted(self, examples, num_steps):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")
+
+    monkeypatch.setattr(group.StackedZSSR, "run_steps", exhausted)
+    results = app.run_folder(tiny_conf, _folder(tmp_path), str(tmp_path / "out"), images_per_step=2)
+    assert [r.status for r in results] == ["error: out of accelerator memory: the image is too large for this "
+                                           "device"] * 4
+
+
+def test_the_command_checks_images_per_step(capsys, tmp_path):
+    from tests.test_cli import zssr
+
+    status, _, err = zssr(capsys, f"--input={_folder(tmp_path)}", "--images_per_step=two")
+    assert status == 2 and "--images_per_step: 'two' is not a number >= 1 or auto" in err
+    status, _, err = zssr(capsys, f"--input={_folder(tmp_path)}", "--images_per_step=2", "--workers=2")
+    assert status == 2 and "one process" in err
+    image = os.path.join(_folder(tmp_path), "im0.png")
+    status, _, err = zssr(capsys, f"--input={image}", "--images_per_step=2")
+    assert status == 2 and "--images_per_step is for folders" in err
+
+
+def test_a_folder_stopped_while_images_share_steps_resumes_to_the_uninterrupted_outputs(tiny_conf, tmp_path,
+                                                                                        monkeypatch):
+    from tests.test_resume import stopping_at
+
+    folder = _folder(tmp_path)
+    conf = tiny_conf.replace(precision="float32", max_iters=60, checkpoint_every=15, progress=False)
+    app.run_folder(conf, folder, str(tmp_path / "whole"), images_per_step=2)
+    stopping_at(monkeypatch, 40)  # Ctrl-C once an image has run 40 steps: its checkpoint at 30 or later
+    with pytest.raises(interrupts.Interrupted):
+        app.run_folder(conf, folder, str(tmp_path / "stopped"), images_per_step=2)
+    assert [n for n in os.listdir(tmp_path / "stopped") if n.endswith("_resume")]
+    monkeypatch.undo()
+    app.run_folder(conf, folder, str(tmp_path / "stopped"), images_per_step=2)
+    assert _rows(tmp_path / "whole" / "results.csv") == _rows(tmp_path / "stopped" / "results.csv")
+    for name in os.listdir(tmp_path / "whole"):
+        if name.endswith("X2.00.png"):
+            a, b = (app.read_image(str(tmp_path / d / name)).pixels for d in ("whole", "stopped"))
+            assert np.max(np.abs(a - b)) <= 1 / 255 + 1e-6

@@ -189,9 +189,9 @@ def _main(argv: list[str]) -> None:
         _fail("--workers is for --backend=local; Ray runs as many images at once as the cluster has GPUs (or "
               "--cpus_per_worker shares of its cores)", 2)
     images_per_step = FLAGS.images_per_step
-    if images_per_step != "auto" and not (images_per_step.isdigit() and int(images_per_step) >= 1):
+    if images_per_step != "auto" and not re.fullmatch("0*[1-9][0-9]*", images_per_step):
         _fail(f"--images_per_step: {images_per_step!r} is not a number >= 1 or auto", 2)
-    if images_per_step != "1" and (FLAGS.backend == "ray" or FLAGS.workers > 1):
+    if images_per_step not in ("1", "auto") and (FLAGS.backend == "ray" or FLAGS.workers > 1):
         _fail("--images_per_step: several images per step run in one process (not with --workers > 1 or "
               "--backend=ray)", 2)
     if folder and (FLAGS.ground_truth or (FLAGS.kernels and not estimate) or FLAGS.depth_map):

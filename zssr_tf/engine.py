@@ -202,13 +202,18 @@ class StepRequest:
 Coroutine = Generator[StepRequest, tuple[int, Mapping[str, tf.Tensor]], Any]
 
 
-def drive(coroutine: Coroutine) -> Any:
-    """Runs a run's coroutine with one image per step, here (`Trainer.run_steps_alone`); returns its result.
-    `zssr_tf.group.drive_together` runs several at once."""
+def drive(coroutine: Coroutine, request: StepRequest | None = None) -> Any:
+    """Runs a run's coroutine (started already when its first `request` is given) with one image per step, here
+    (`Trainer.run_steps_alone`); returns its result. `zssr_tf.group.drive_together` runs several at once."""
     try:
-        request = next(coroutine)
+        request = next(coroutine) if request is None else request
         while True:
-            request = coroutine.send(request.trainer.run_steps_alone(request.num_steps))
+            try:
+                answer = request.trainer.run_steps_alone(request.num_steps)
+            except (Exception, KeyboardInterrupt) as e:  # raised in the coroutine, where its handlers are
+                request = coroutine.throw(e)
+                continue
+            request = coroutine.send(answer)
     except StopIteration as stop:
         return stop.value
 

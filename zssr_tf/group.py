@@ -29,7 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from zssr_tf import summaries
-from zssr_tf.engine import CHUNK_SECONDS, Coroutine, StepRequest, Trainer
+from zssr_tf.engine import CHUNK_SECONDS, Coroutine, StepRequest, Trainer, drive
 
 
 def resolve_images_per_step(value: int | str) -> int:
@@ -39,6 +39,20 @@ def resolve_images_per_step(value: int | str) -> int:
     if value == "auto":
         return 1
     return int(value)
+
+
+# How the stacked step applies the networks' convolutions: "grouped", "per_image", or None: by device (`conv_form`).
+# Benchmarks and tests set it to compare the two.
+CONV_FORM: str | None = None
+
+
+def conv_form() -> str:
+    """How the stacked step applies the N networks' convolutions (`CONV_FORM`): on GPUs one grouped convolution
+    per layer (N times fewer kernel launches: the GPU step is bound by launches); on CPUs each image's own, the
+    same ops as its run alone (so its floats are those of that run: oneDNN's grouped bfloat16 convolution rounds
+    otherwise, and ZSSR's policy turns that into other drops, up to 0.12 dB per image on Set14 crops), measured
+    as fast there (benchmarks/results/throughput/)."""
+    return CONV_FORM or ("grouped" if tf.config.list_logical_devices("GPU") else "per_image")
 
 
 def grouped_conv(x: tf.Tensor, kernels: tf.Tensor) -> tf.Tensor:
@@ -94,6 +108,7 @@ class StackedZSSR:
         adam = like.optimizers["generator"].optimizer
         self.beta_1, self.beta_2, self.epsilon = float(adam.beta_1), float(adam.beta_2), float(adam.epsilon)
         self.learn_residual = like.conf.zssr.learn_residual
+        self.conv_form = conv_form()
         self.compute_dtype = tf.bfloat16 if like.precision == "mixed_bfloat16" else tf.float32
 
         def stacked(dtype: Any = tf.float32, shape: Sequence[int] = (), trainable: bool = False) -> tf.Variable:
@@ -137,14 +152,8 @@ class StackedZSSR:
         """One step of each image on its (son, father): L1 loss, Adam as Keras's (`keras.optimizers.Adam`), a
         step with non-finite gradients skipped (as `engine.GuardedOptimizer`), all per image; returns the [N]
         losses before the step."""
-        n = self.n
         with tf.GradientTape() as tape:
-            x = to_groups(tf.cast(lr_sons, self.compute_dtype))
-            for i, kernel in enumerate(self.kernels):
-                x = grouped_conv(x, tf.cast(kernel, self.compute_dtype))
-                if i < len(self.kernels) - 1:
-                    x = tf.nn.relu(x)
-            output = tf.cast(from_groups(x, n), tf.float32)
+            output = tf.cast(self._convolutions(tf.cast(lr_sons, self.compute_dtype)), tf.float32)
             if self.learn_residual:  # in float32, as the network's Add layer
                 output = output + lr_sons
             # Each image's loss is the mean over its own pixels; their sum gives each image its own gradient.
@@ -169,6 +178,26 @@ class StackedZSSR:
         self.iterations.assign_add(tf.cast(finite, tf.int64))
         self.skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
         return losses
+
+    def _convolutions(self, x: tf.Tensor) -> tf.Tensor:
+        """The networks' convolutions (ReLU between) on [N, H, W, C] inputs in the compute precision: as one
+        grouped convolution per layer, or as each image's own (`conv_form`)."""
+        kernels = [tf.cast(kernel, self.compute_dtype) for kernel in self.kernels]
+        last = len(kernels) - 1
+        if self.conv_form == "grouped":
+            x = to_groups(x)
+            for i, kernel in enumerate(kernels):
+                x = grouped_conv(x, kernel)
+                x = x if i == last else tf.nn.relu(x)
+            return from_groups(x, self.n)
+        outputs = []
+        for image in range(self.n):
+            y = x[image:image + 1]
+            for i, kernel in enumerate(kernels):
+                y = tf.nn.conv2d(y, kernel[image], strides=1, padding="SAME")
+                y = y if i == last else tf.nn.relu(y)
+            outputs.append(y)
+        return tf.concat(outputs, 0)
 
     def load(self, slot: int, trainer: Trainer) -> None:
         """The trainer's network weights, Adam state and learning rate into `slot`."""
@@ -206,11 +235,11 @@ def adam_slot(adam: Any, kind: str, variable: tf.Variable) -> tf.Variable:
 class _Group:
     """The images training together now: up to `capacity` of one `group_key`, in the slots of one `StackedZSSR`."""
 
-    def __init__(self, key: Hashable, capacity: int):
+    def __init__(self, key: Hashable, capacity: int, stacks: dict[tuple[Hashable, int], StackedZSSR]):
         self.key, self.capacity = key, capacity
         self.slots: list[_Slot | None] = []  # None: an image ended there and none has taken its place yet
         self.stacked: StackedZSSR | None = None
-        self._stacks: dict[int, StackedZSSR] = {}  # by size: a group that shrinks at the end traces each size once
+        self._stacks = stacks  # by key and size: each is made (and its step traced) once per drive_together
         self._piece_steps = 1
 
     @property
@@ -234,9 +263,9 @@ class _Group:
                 self.stacked.store(place, slot.request.trainer)
         self.slots = [slot for slot in self.slots if slot is not None]
         n = len(self.slots)
-        if n not in self._stacks:
-            self._stacks[n] = StackedZSSR(n, self.slots[0].request.trainer)
-        self.stacked = self._stacks[n]
+        if (self.key, n) not in self._stacks:
+            self._stacks[self.key, n] = StackedZSSR(n, self.slots[0].request.trainer)
+        self.stacked = self._stacks[self.key, n]
         for place, slot in enumerate(self.slots):
             self.stacked.load(place, slot.request.trainer)
             slot.loaded = True
@@ -245,11 +274,18 @@ class _Group:
         """One call of the stacked step: up to the nearest sync of any image, at most about CHUNK_SECONDS. Each
         image at its sync runs its own code, on its own network and optimizer. Yields (index, result) of the
         images that end (their places stay empty until `add` or the next step's restack)."""
-        if self.stacked is None or None in self.slots or len(self.slots) != self.stacked.n:
-            self._restack()
-        num_steps = min([self._piece_steps] + [slot.request.num_steps for slot in self.slots])
+        num_steps = min([self._piece_steps] + [slot.request.num_steps for slot in self.slots if slot is not None])
         start = time.perf_counter()
-        losses = self.stacked.run_steps([slot.request.trainer.examples for slot in self.slots], num_steps)
+        try:
+            if self.stacked is None or None in self.slots or len(self.slots) != self.stacked.n:
+                self._restack()
+            losses = self.stacked.run_steps([slot.request.trainer.examples for slot in self.slots], num_steps)
+        except tf.errors.ResourceExhaustedError as e:  # the group's fault: each image's error (a folder's rows)
+            logging.error("%d images per step are too many for this device's memory", self.size)
+            slots, self.slots = [slot for slot in self.slots if slot is not None], []
+            for slot in slots:
+                yield slot.index, _thrown(slot.coroutine, e)
+            return
         seconds = time.perf_counter() - start
         self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
         for place, slot in enumerate(self.slots):
@@ -279,6 +315,7 @@ def drive_together(coroutines: Iterable[Coroutine], images_per_step: int) -> Ite
     waiting: list[_Slot] = []
     ended: list[tuple[int, Any]] = []
     group: _Group | None = None
+    stacks: dict[tuple[Hashable, int], StackedZSSR] = {}
 
     def next_slot(key: Hashable | None) -> _Slot | None:
         """The next image for a group of `key` (None: any), or None; images that end before any step (done
@@ -298,43 +335,48 @@ def drive_together(coroutines: Iterable[Coroutine], images_per_step: int) -> Ite
                 continue
             slot_key = slot.request.trainer.group_key()
             if slot_key is None:
-                ended.append((index, _drive_alone(slot)))
+                ended.append((index, drive(slot.coroutine, slot.request)))
             elif key is None or slot_key == key:
                 return slot
             else:
                 waiting.append(slot)
         return None
 
-    with summaries.progress_bars_off():
-        while True:
-            key = None if group is None else group.key
-            while group is None or group.size < group.capacity:
-                slot = next_slot(key)
-                if slot is None:
-                    break
-                if group is None:
-                    group = _Group(slot.request.trainer.group_key(), images_per_step)
-                    key = group.key
-                    logging.info("up to %d images per step (crop %d, %d channels)", images_per_step, key[0], key[1])
-                group.add(slot)
-            yield from ended
-            ended.clear()
-            if group is None:
-                return
-            if not group.size:
-                group = None
-                continue
-            yield from group.step()
-
-
-def _drive_alone(slot: _Slot) -> Any:
-    """A started coroutine run to its end with one image per step (`engine.drive`'s loop); returns its result."""
-    request = slot.request
     try:
-        while True:
-            request = slot.coroutine.send(request.trainer.run_steps_alone(request.num_steps))
+        with summaries.progress_bars_off():
+            while True:
+                key = None if group is None else group.key
+                while group is None or group.size < group.capacity:
+                    slot = next_slot(key)
+                    if slot is None:
+                        break
+                    if group is None:
+                        group = _Group(slot.request.trainer.group_key(), images_per_step, stacks)
+                        key = group.key
+                        logging.info("up to %d images per step (crop %d, %d channels)", images_per_step, key[0],
+                                     key[1])
+                    group.add(slot)
+                yield from ended
+                ended.clear()
+                if group is None:
+                    return
+                if not group.size:
+                    group = None
+                    continue
+                yield from group.step()
+    finally:  # an error or Ctrl-C that ends them all: the others' summary writers and safe points end now
+        for slot in waiting + ([] if group is None else [slot for slot in group.slots if slot is not None]):
+            slot.coroutine.close()
+
+
+def _thrown(coroutine: Coroutine, error: Exception) -> Any:
+    """The result of a coroutine that handles `error` raised at its request (app's folder jobs: an error row);
+    one that does not raises it."""
+    try:
+        coroutine.throw(error)
     except StopIteration as stop:
         return stop.value
+    raise RuntimeError("a coroutine asked for steps after an error it handled")
 
 
 def run_together(trainers: Sequence[Trainer], images_per_step: int) -> list[Any]:
