@@ -10,8 +10,9 @@ one N after another, with the default configuration (x2 in one jump; `--flags` a
 TensorFlow's start-up not included, the traces of the step included. Reported per N: wall seconds, seconds per
 image, images per minute, the ratio of images per minute to N = 1 of the same run, mean Y-PSNR (border shaved)
 and its difference from N = 1, the largest per-image |PSNR difference| and the iterations. Resumable: each N's
-numbers go to <work>/<dataset>/N<n>.json once its folder is done (--fresh redoes them); the table is
-<work>/<dataset>/throughput.md (copy it to benchmarks/results/).
+numbers go to <work>/<dataset>/N<n>[_<form>].json once its folder is done (--fresh redoes them); the table is
+<work>/<dataset>/throughput.md (copy it to benchmarks/results/throughput/). `--form` picks how the stacked step
+convolves (`group.CONV_FORM`; default: by device).
 """
 
 from __future__ import annotations
@@ -114,11 +115,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--flags", default="", help="flags for the configuration, e.g. '--preset=quick'")
     parser.add_argument("--work", default="/tmp/zssr_throughput")
+    parser.add_argument("--form", default="", help="how the stacked step convolves: grouped or per_image "
+                        "(group.CONV_FORM); default: by device (group.conv_form)")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
-    from zssr_tf import cli, device
+    from zssr_tf import cli, device, group
 
     cli.import_tensorflow_quietly()
+    group.CONV_FORM = args.form or None
+    form = group.conv_form()
     cli.parse_flags(["throughput", "--progress=false", *shlex.split(args.flags)])
     conf = cli.config_from_flags()
     work = os.path.join(args.work, args.dataset)
@@ -126,12 +131,12 @@ def main() -> None:
     names = make_folder(args.data_dir, args.dataset, args.images, folder)
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        path = os.path.join(work, f"N{n}.json")
+        path = os.path.join(work, f"N{n}.json" if n == 1 else f"N{n}_{form}.json")
         if os.path.exists(path) and not args.fresh:
             with open(path) as f:
                 results.append(json.load(f))
             continue
-        result = run_size(conf, folder, os.path.join(work, f"out_N{n}"), n)
+        result = run_size(conf, folder, os.path.join(work, f"out_N{n}" if n == 1 else f"out_N{n}_{form}"), n)
         with open(path, "w") as f:
             json.dump(result, f)
         results.append(result)
@@ -146,7 +151,7 @@ def main() -> None:
                           f"`python benchmarks/throughput.py --dataset={args.dataset} --sizes={args.sizes} "
                           f"--images={args.images}{' --flags=' + shlex.quote(args.flags) if args.flags else ''}`; "
                           f"precision {device.resolve_precision(conf.run.precision)}, pipeline "
-                          f"{conf.run.pipeline}, TensorFlow {tf.__version__}.")
+                          f"{conf.run.pipeline}, convolutions of N > 1 {form}, TensorFlow {tf.__version__}.")
     with open(os.path.join(work, "throughput.md"), "w") as f:
         f.write(text)
     print(text)
