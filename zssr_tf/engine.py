@@ -6,7 +6,9 @@ scalars (`train_step`, traced by the engine), its schedule (`schedule_iterations
 and its final-test settings. The engine owns:
   * the input, ground-truth and kernel checks (all before any training) and the gradual stages;
   * the Python loop and its chunking: the steps up to the next iteration the loop must see (a loss line, one of
-    the method's own events, the last iteration) run in one `tf.function` call;
+    the method's own events, the last iteration) run in one `tf.function` call. The loop is a coroutine
+    (`Trainer.run_coroutine`) that asks for those steps (`StepRequest`): `drive` runs them here, one image per
+    step; `zssr_tf.group.drive_together` runs several images' in one step;
   * the history of every named scalar, fed to the log lines, the progress bar, TensorBoard and `<name>_log.json`;
   * precision, loss scaling and the skip of non-finite steps, per optimizer (`GuardedOptimizer`), and the
     divergence guard (the last good variables, restored when the weights or losses stop being finite);
