@@ -50,8 +50,8 @@ def conv_form() -> str:
     """How the stacked step applies the N networks' convolutions (`CONV_FORM`): on GPUs one grouped convolution
     per layer (N times fewer kernel launches: the GPU step is bound by launches); on CPUs each image's own, the
     same ops as its run alone (so its floats are those of that run: oneDNN's grouped bfloat16 convolution rounds
-    otherwise, and ZSSR's policy turns that into other drops, up to 0.12 dB per image on Set14 crops), measured
-    as fast there (benchmarks/results/throughput/)."""
+    otherwise, and ZSSR's policy turns that into other drops, up to 0.12 dB per image on Set14 crops), and measured
+    as fast or faster there (benchmarks/results/throughput/)."""
     return CONV_FORM or ("grouped" if tf.config.list_logical_devices("GPU") else "per_image")
 
 
