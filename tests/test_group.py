@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import test_faults as faults
 from tests.conftest import smooth_image
 from zssr_tf import app, group, interrupts
 from zssr_tf.image_io import write_image
@@ -58,15 +59,8 @@ class DeadFirstZSSR(ZSSR):
             kernel.assign(-tf.abs(kernel))
 
 
-class PoisonedZSSR(ZSSR):
-    """Weights that turn NaN after the sync of iteration 19: the divergence guard takes it back."""
-
-    def after_sync(self):
-        stop = super().after_sync()
-        if self.iter == 19:
-            kernel = self.model.get_layer("filter_0").kernel
-            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-        return stop
+class PoisonedZSSR(faults.PoisonedZSSR):
+    poison_at = (19,)  # NaN weights after the sync of iteration 19: the divergence guard takes it back
 
 
 def test_slots_take_the_next_image_and_each_run_is_its_own(tiny_conf):

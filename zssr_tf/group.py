@@ -288,6 +288,7 @@ class _Group:
             return
         seconds = time.perf_counter() - start
         self._piece_steps = max(1, int(num_steps * CHUNK_SECONDS / max(seconds, 1e-6)))
+        losses = tf.unstack(losses)  # one op, not one slice per image
         for place, slot in enumerate(self.slots):
             synced = num_steps == slot.request.num_steps
             if synced:
