@@ -60,6 +60,7 @@ def preset_scale(preset: str) -> int:
 def run_one(run: Run, data_dir: str, out: str) -> dict:
     from zssr_tf import ZSSR
     from zssr_tf.config import Config
+    from zssr_tf.device import cpu_name
     from zssr_tf.metrics import psnr
 
     scale = preset_scale(run.preset)
@@ -75,7 +76,7 @@ def run_one(run: Run, data_dir: str, out: str) -> dict:
            "stages": [{"iterations": h.iterations, "drops": h.learning_rate_change_iters, "restarts": h.restarts,
                        "test_steps": h.test_steps, "reconstruction_mse": h.reconstruction_mse}
                       for h in zssr.history],
-           "preset_flags": preset_flags(run.preset)}
+           "preset_flags": preset_flags(run.preset), "cpu": cpu_name()}  # bfloat16 rounding differs per CPU kind
     path = os.path.join(out, "cache", f"{run.key}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(row, f)
