@@ -316,8 +316,9 @@ def test_command_line_folder_run_takes_depth_maps_beside_images(tmp_path, capsys
     write_image(folder / "gray.png", smooth_image(64, 64, channels=1))  # no depth map: the ablation None
     status, out, err = zssr(capsys, f"--input={folder}", f"--output_dir={tmp_path / 'out'}",
                             "--flagfile=flags/dgdml_quick.cfg", "--dgdml_epochs=1", "--dgdml_lr_patch_size=16",
-                            "--noprogress")
+                            "--checkpoint_every=2", "--noprogress")
     assert status == 0, err
+    assert not list((tmp_path / "out").glob("*_resume"))  # resumable while it ran, removed when done
     assert read_image(tmp_path / "out" / "scene_dgdml_X2.00X2.00.png").pixels.shape == (128, 144, 3)
     assert read_image(tmp_path / "out" / "gray_dgdml_X2.00X2.00.png").pixels.shape == (128, 128, 1)
     with open(tmp_path / "out" / "results.csv") as f:

@@ -77,10 +77,6 @@ def _check_choice(group: Any, prefix: str = "") -> None:
             _check(value in choices, f"{prefix}{f.name}: {value!r} is not one of {', '.join(choices)}")
 
 
-# The methods whose trainers carry all of their state through resumable checkpoints (`Trainer.resumable`).
-RESUMABLE_METHODS = ("zssr", "zsrgan")
-
-
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Settings every method shares: randomness, computation, limits, reporting, weights from disk."""
@@ -122,7 +118,7 @@ class RunConfig:
         0, "Iterations between checkpoints of a run's whole training state (networks, optimizers, schedule, "
         "history, finished stages' outputs) in <output_dir>/<name>_<method>_resume/, from which the same command "
         "resumes after an interruption (Ctrl-C, kill, a lost machine) with the output an uninterrupted run gives; "
-        "removed when the image is done. 0: none. ZSSR and ZSRGAN (not yet DGDML-SR).")
+        "removed when the image is done. 0: none.")
     display_every: int = _field(20, "Iterations between the log lines of the train step's losses.")
     progress: bool = _field(
         True, "Whether to show a progress bar per stage (iteration, loss, learning rate, elapsed time, time left) "
@@ -593,9 +589,6 @@ class Config:
         _check(self.method != "zssr" or len(self.zssr.back_projection_iters) == self.task.num_stages,
                f"back_projection_iters: {len(self.zssr.back_projection_iters)} value(s) for {self.task.num_stages} "
                "scale factor(s); give one per scale factor")
-        _check(not self.run.checkpoint_every or self.method in RESUMABLE_METHODS,
-               f"checkpoint_every: --method={self.method} does not resume from checkpoints yet (these do: "
-               f"{', '.join(RESUMABLE_METHODS)})")
         _check(not (self.task.estimate_kernels and self.method == "dgdml"),
                "estimate_kernels: DGDML-SR learns the image's degradation itself; estimated kernels are for zssr and "
                "zsrgan")

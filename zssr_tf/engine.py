@@ -368,6 +368,16 @@ class Trainer:
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Sets what `resume_state` returned, after the stage's `start_stage` and the networks' restore."""
 
+    def checkpointed_state(self) -> dict[str, tf.Module]:
+        """What the train step changes besides the networks and optimizers (a `tf.random.Generator`): it goes into
+        the checkpoint with them, so a resumed run draws what the uninterrupted one would have."""
+        return {}
+
+    def resume_key_arrays(self) -> list[np.ndarray]:
+        """What the run is made of besides its configuration, input, ground truth and kernels (DGDML: its patches,
+        which a depth map chose): a checkpoint written for other arrays is not resumed."""
+        return []
+
     def set_kernels(self, kernels: Sequence[Any]) -> None:
         """Sets the downscaling kernels, one per scale factor, after construction (before `run`): `app.run` builds
         the trainer first, so that every check of the run comes before minutes of kernel estimation."""
@@ -412,7 +422,8 @@ class Trainer:
         self.optimizers = {name: GuardedOptimizer(optimizer, self.networks[name].trainable_variables, self.precision)
                            for name, optimizer in optimizers.items()}
         self.checkpoint = tf.train.Checkpoint(
-            **self.networks, **{f"{name}_optimizer": o.optimizer for name, o in self.optimizers.items()})
+            **self.networks, **{f"{name}_optimizer": o.optimizer for name, o in self.optimizers.items()},
+            **self.checkpointed_state())
         self._set_divergence_guard()
         generator = self.networks["generator"]
         # `None` (not False) leaves TF's own choice when XLA is off.
@@ -582,9 +593,9 @@ class Trainer:
     @property
     def _resume_key(self) -> dict[str, Any]:
         """What a checkpoint must have been written for: this configuration (but how often it checkpoints, the bar
-        and the name) and these pixels, ground truth and kernels."""
+        and the name) and these pixels, ground truth, kernels and the method's `resume_key_arrays`."""
         digest = hashlib.sha256(self.input.tobytes())
-        for array in [self.gt, *self.kernels]:
+        for array in [self.gt, *self.kernels, *self.resume_key_arrays()]:
             digest.update(b"-" if array is None else np.asarray(array).tobytes() if not isinstance(array, str)
                           else array.encode())
         conf = self.conf.replace(checkpoint_every=0, progress=True, name="")

@@ -63,6 +63,9 @@ class DGDML(Trainer):
     """
 
     method_name = "dgdml"
+    # Its schedule is a function of the iteration, its patches of the image and depth map, its batches of their
+    # index: the networks, optimizers and the gradient penalty's generator (checkpointed) are all it carries.
+    resumable = True
 
     def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
                  kernels: Sequence[Any] | None = None, summary_dir: str | os.PathLike | None = None,
@@ -135,6 +138,12 @@ class DGDML(Trainer):
         self._uniform = tf.random.Generator.from_seed(seed + 400)
         self.set_networks(networks, {name: self._rmsprop() for name in networks})
         self.load_init_weights()
+
+    def checkpointed_state(self) -> dict[str, tf.Module]:
+        return {"gradient_penalty_generator": self._uniform}
+
+    def resume_key_arrays(self) -> list[np.ndarray]:
+        return [self.collection.hr, self.collection.lr]
 
     def _rmsprop(self) -> keras.optimizers.Optimizer:
         # rho 0.99 and epsilon 1e-8 are PyTorch's RMSprop defaults, which the authors ran.
