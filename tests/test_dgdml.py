@@ -318,7 +318,7 @@ def test_command_line_folder_run_takes_depth_maps_beside_images(tmp_path, capsys
                             "--flagfile=flags/dgdml_quick.cfg", "--dgdml_epochs=1", "--dgdml_lr_patch_size=16",
                             "--checkpoint_every=2", "--noprogress")
     assert status == 0, err
-    assert not list((tmp_path / "out").glob("*_resume"))  # resumable while it ran, removed when done
+    assert not list((tmp_path / "out").glob("*_resume"))  # the flag is taken; the folder goes when done
     assert read_image(tmp_path / "out" / "scene_dgdml_X2.00X2.00.png").pixels.shape == (128, 144, 3)
     assert read_image(tmp_path / "out" / "gray_dgdml_X2.00X2.00.png").pixels.shape == (128, 128, 1)
     with open(tmp_path / "out" / "results.csv") as f:

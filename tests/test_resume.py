@@ -116,11 +116,11 @@ def test_zsrgan_resumes_too(tmp_path, monkeypatch, caplog):
 
 @pytest.mark.parametrize("wgan", ["clip", "gp"])
 def test_dgdml_resumes_too(tmp_path, monkeypatch, caplog, wgan):
-    # Three epochs with a decay after each: the resumed run goes on with the later epochs' shuffles, the
+    # Three epochs with a decay after each, resumed mid-epoch: the run goes on with the epochs' shuffles, the
     # optimizers' schedule and (gp) the penalty's random draws.
     # Scalars at every step, so the steps after the checkpoint are compared one by one.
     conf = Config().replace(**{**TINY_DG, "dgdml_epochs": 3, "dgdml_learning_rate_decay_epochs": 1,
-                               "dgdml_wgan": wgan, "display_every": 1}, checkpoint_every=3)
+                               "dgdml_wgan": wgan, "display_every": 1}, checkpoint_every=4)
     image, depth = noise_image(64, 64), ramp(64, 64)
     reference = DGDML(image, conf, depth=depth)
     expected = reference.run()
@@ -137,6 +137,7 @@ def test_dgdml_resumes_too(tmp_path, monkeypatch, caplog, wgan):
     output = resumed.run()
     resumed_at = re.search(r"resuming from its checkpoint at iteration (\d+) of stage 1", caplog.text)
     assert resumed_at and int(resumed_at.group(1)) <= reference.max_iters - 4
+    assert int(resumed_at.group(1)) % reference.steps_per_epoch  # in the middle of an epoch
     got, want = resumed.history[0], reference.history[0]
     assert got.learning_rate_change_iters == want.learning_rate_change_iters and got.scalars.keys() == \
         want.scalars.keys()

@@ -63,8 +63,8 @@ class DGDML(Trainer):
     """
 
     method_name = "dgdml"
-    # Its schedule is a function of the iteration, its patches of the image and depth map, its batches of their
-    # index: the networks, optimizers and the gradient penalty's generator (checkpointed) are all it carries.
+    # Its schedule is a function of the iteration, its patches of the image and depth map, its batches a replay of
+    # seeded shuffles: the networks, optimizers and the gradient penalty's generator (checkpointed) are its state.
     resumable = True
 
     def __init__(self, input_img: Any, conf: Config | None = None, ground_truth: Any = None,
