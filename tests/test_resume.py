@@ -117,8 +117,8 @@ def test_zsrgan_resumes_too(tmp_path, monkeypatch, caplog):
 @pytest.mark.parametrize("wgan", ["clip", "gp"])
 def test_dgdml_resumes_too(tmp_path, monkeypatch, caplog, wgan):
     # Three epochs with a decay after each, resumed mid-epoch: the run goes on with the epochs' shuffles, the
-    # optimizers' schedule and (gp) the penalty's random draws.
-    # Scalars at every step, so the steps after the checkpoint are compared one by one.
+    # optimizers' schedule and (gp) the penalty's random draws. Scalars at every step, so the steps after the
+    # checkpoint are compared one by one.
     conf = Config().replace(**{**TINY_DG, "dgdml_epochs": 3, "dgdml_learning_rate_decay_epochs": 1,
                                "dgdml_wgan": wgan, "display_every": 1}, checkpoint_every=4)
     image, depth = noise_image(64, 64), ramp(64, 64)

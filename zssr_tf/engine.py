@@ -673,7 +673,8 @@ class Trainer:
         """`train` as a coroutine: yields a `StepRequest` whenever the loop needs steps run, is sent back (steps
         done, the last step's scalars). `drive` runs them here; `zssr_tf.group` runs several images' at once."""
         h = self.history[-1]
-        # Example i is made from a generator seeded by i: a resumed stage skips what it trained on already.
+        # Example i is a function of i (ZSSR: made by a generator seeded by i; DGDML: the replay of seeded
+        # shuffles): a resumed stage skips what it trained on already.
         self.examples = iter(self.example_dataset(self.max_iters).skip(h.iterations))
         for optimizer in self.optimizers.values():
             optimizer.skipped.assign(0)
