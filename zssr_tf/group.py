@@ -22,6 +22,7 @@ here, in turn.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Hashable, Iterable, Iterator, Sequence
 
@@ -52,7 +53,28 @@ def conv_form() -> str:
     same ops as its run alone (so its floats are those of that run: oneDNN's grouped bfloat16 convolution rounds
     otherwise, and ZSSR's policy turns that into other drops, up to 0.12 dB per image on Set14 crops), and measured
     as fast or faster there (benchmarks/results/throughput/)."""
-    return CONV_FORM or ("grouped" if tf.config.list_logical_devices("GPU") else "per_image")
+    if CONV_FORM:
+        return CONV_FORM
+    return "grouped" if tf.config.list_logical_devices("GPU") and grouped_gradient_supported() else "per_image"
+
+
+@functools.cache
+def grouped_gradient_supported() -> bool:
+    """Whether this machine's TensorFlow computes a grouped convolution's kernel gradient. Some CPU builds do not
+    (oneDNN on AVX2-only CPUs: "filter_size does not have enough elements"), so it is probed, not assumed."""
+
+    @tf.function
+    def kernel_gradient(x: tf.Tensor, kernels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(kernels)
+            loss = tf.reduce_sum(grouped_conv(x, kernels))
+        return tape.gradient(loss, kernels)
+
+    try:
+        kernel_gradient(tf.ones([1, 6, 6, 4]), tf.ones([2, 3, 3, 2, 3]))
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        return False
+    return True
 
 
 def grouped_conv(x: tf.Tensor, kernels: tf.Tensor) -> tf.Tensor:
