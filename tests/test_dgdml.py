@@ -20,6 +20,7 @@ from zssr_tf.engine import l1_step
 from zssr_tf.image_io import read_image, write_image
 from zssr_tf.losses import gradient_penalty
 from zssr_tf.models import build_dsn, build_srn, build_vgg_features, build_wgan_critic
+from zssr_tf.optimizers import TorchRMSprop
 
 TINY_DG = dict(method="dgdml", dgdml_width=8, dgdml_srn_depth=2, dgdml_dsn_depth=1, dgdml_critic_width=4,
                dgdml_lr_patch_size=16, dgdml_batch_size=8, dgdml_epochs=1, dgdml_test_every_epochs=1,
@@ -116,13 +117,72 @@ def test_network_shapes_at_x2_and_x4():
         assert build_dsn(scale, width=8, depth=2, seed=0)(np.zeros((2, 64, 64, 1))).shape == (2, 64 // scale,
                                                                                               64 // scale, 1)
         assert build_wgan_critic(32 * scale, width=4, seed=0)(np.zeros((3, 32 * scale, 32 * scale, 1))).shape == (3, 1)
-    # The SRN adds learned high frequencies to the bicubic upscaling: with a zero F_out it is bicubic.
-    srn = build_srn(2, width=8, depth=2, seed=0)
-    srn.get_layer("f_out").kernel.assign(tf.zeros_like(srn.get_layer("f_out").kernel))
-    bicubic = tf.image.resize(lr, (32, 48), method="bicubic").numpy()
-    assert np.allclose(srn(lr).numpy(), bicubic, atol=1e-6)
     with pytest.raises(ValueError, match="powers of two"):
         build_dsn(3)
+
+
+def torch_bicubic_upsample(image: np.ndarray, scale: int, a: float = -0.75) -> np.ndarray:
+    """PyTorch's `upsample_bicubic2d` (align_corners=False) on an H x W array, pixel by pixel as its source does
+    it: source x = (o + 0.5) / scale - 0.5, Keys' cubic of `a` on the 4 pixels from floor(x) - 1, indices clamped."""
+
+    def cubic(t: float) -> float:
+        t = abs(t)
+        if t <= 1:
+            return ((a + 2) * t - (a + 3)) * t * t + 1
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a if t < 2 else 0.0
+
+    def taps(o: int, n: int) -> list[tuple[int, float]]:
+        x = (o + 0.5) / scale - 0.5
+        first = int(np.floor(x))
+        return [(min(max(first + k, 0), n - 1), cubic(x - (first + k))) for k in range(-1, 3)]
+
+    h, w = image.shape
+    out = np.zeros((h * scale, w * scale))
+    for i in range(h * scale):
+        for j in range(w * scale):
+            out[i, j] = sum(wy * wx * image[y, x] for y, wy in taps(i, h) for x, wx in taps(j, w))
+    return out
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_srn_adds_its_high_frequencies_to_pytorchs_bicubic(scale):
+    lr = np.random.default_rng(0).random((1, 6, 7, 1)).astype(np.float32)
+    srn = build_srn(scale, width=8, depth=2, seed=0)
+    srn.get_layer("f_out").kernel.assign(tf.zeros_like(srn.get_layer("f_out").kernel))  # no high frequencies
+    expected = torch_bicubic_upsample(lr[0, ..., 0].astype(np.float64), scale)
+    np.testing.assert_allclose(srn(lr).numpy()[0, ..., 0], expected, atol=1e-6)
+    # Not TensorFlow's bicubic (Keys a = -0.5, the border renormalised).
+    assert np.abs(tf.image.resize(lr, (6 * scale, 7 * scale), "bicubic").numpy()[0, ..., 0] - expected).max() > 1e-3
+
+
+def test_torch_rmsprop_is_pytorchs_update_and_keras_rmsprop_is_not():
+    """v <- 0.99 v + 0.01 g^2; w <- w - lr g / (sqrt(v) + 1e-8), on hand-made gradients down to 1e-8."""
+    gradients = [np.array([1e-8, 1e-7, 1e-6, 0.5], np.float32), np.array([2e-8, 1e-7, -3e-6, 0.0], np.float32),
+                 np.array([-1e-8, 1e-7, 1e-6, -0.25], np.float32)]
+    lr, rho, eps = 1e-4, 0.99, 1e-8
+    w, v, expected = np.zeros(4), np.zeros(4), []
+    for g in gradients:
+        v = rho * v + (1 - rho) * g.astype(np.float64) ** 2
+        w = w - lr * g / (np.sqrt(v) + eps)
+        expected.append(w.copy())
+
+    def run(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
+        variable = tf.Variable(np.zeros(4, np.float32))
+        trajectory = []
+        for g in gradients:
+            optimizer.apply([tf.constant(g)], [variable])
+            trajectory.append(variable.numpy().copy())
+        return trajectory
+
+    for got, want in zip(run(TorchRMSprop(lr)), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-12)
+    # Three gradients of 1e-7 move the weight by 1.3e-3 (the first step by lr g / (sqrt(0.01 g^2) + eps) = 5e-4);
+    # Keras's sqrt(v + eps) >= 1e-4 moves it by at most 1e-7 / 1e-4 times the learning rate a step.
+    assert abs(expected[-1][1]) > 1e-3
+    keras_moves = run(keras.optimizers.RMSprop(lr, rho=0.99, epsilon=1e-8))[-1]
+    assert abs(keras_moves[1]) < abs(expected[-1][1]) / 1000
+    with pytest.raises(ValueError, match="no momentum"):
+        TorchRMSprop(lr, momentum=0.9)
 
 
 def test_the_gradient_penalty_of_a_linear_critic_is_its_closed_form():
@@ -145,14 +205,20 @@ def fixed_batch(trainer: DGDML) -> tuple[tf.Tensor, tf.Tensor]:
             patches.gather_patches(trainer._patches["hr"], hr_index))
 
 
+def bicycle_step(trainer: DGDML, y: tf.Tensor, x: tf.Tensor) -> dict[str, float]:
+    """One step of the configured update (`--dgdml_update`) on a fixed batch; its scalars."""
+    step = trainer._joint_step if trainer.conf.dgdml.update == "joint" else trainer._authors_step
+    return {k: float(v) for k, v in step(y, x).items()}
+
+
 def sgd_step(trainer: DGDML, learning_rates: dict, y: tf.Tensor, x: tf.Tensor) -> tuple[dict, dict]:
     """The step's scalars before and after one plain gradient step with these learning rates per network
     (RMSprop's first step is about 10 x its learning rate on every weight, whatever the gradient)."""
     trainer.set_networks(trainer.networks, {name: keras.optimizers.SGD(learning_rates[name])
                                             for name in trainer.networks})
-    before = {k: float(v) for k, v in trainer._bicycle_step(y, x).items()}
+    before = bicycle_step(trainer, y, x)
     trainer.set_networks(trainer.networks, {name: keras.optimizers.SGD(0.0) for name in trainer.networks})
-    after = {k: float(v) for k, v in trainer._bicycle_step(y, x).items()}
+    after = bicycle_step(trainer, y, x)
     return before, after
 
 
@@ -160,10 +226,10 @@ GENERATORS_ONLY = {"generator": 1e-3, "dsn": 1e-3, "critic_hr": 0.0, "critic_lr"
 CRITICS_ONLY = {"generator": 0.0, "dsn": 0.0, "critic_hr": 1e-3, "critic_lr": 1e-3}
 
 
-def test_one_step_moves_every_loss_the_right_way(dg_conf):
+def test_the_joint_step_moves_every_loss_the_right_way(dg_conf):
     # No Lipschitz constraint here, so that every loss is deterministic (the penalty's draws are random) and
     # unclipped: the penalty and the clipping have tests of their own.
-    unconstrained = dg_conf.replace(dgdml_wgan="gp", dgdml_gradient_penalty_weight=0.0)
+    unconstrained = dg_conf.replace(dgdml_wgan="gp", dgdml_gradient_penalty_weight=0.0, dgdml_update="joint")
     # Eqs. 5 and 7 alone: the SRN and the DSN each lower their critic's score of their fakes (the generators
     # minimise E[D(fake)]), so each critic's estimated distance shrinks: generators and critics pull opposite ways.
     trainer = DGDML(noise_image(64, 80), unconstrained.replace(dgdml_bicycle=False), depth=ramp(64, 80))
@@ -180,12 +246,108 @@ def test_one_step_moves_every_loss_the_right_way(dg_conf):
     assert after["loss"] < before["loss"] and after["cycle_loss"] < before["cycle_loss"]
 
 
-def test_weight_clipping_holds_and_the_ablation_without_bicycle_has_no_cycle(dg_conf):
-    trainer = DGDML(noise_image(64, 80), dg_conf.replace(dgdml_bicycle=False), depth=ramp(64, 80))
+def test_the_authors_steps_move_every_loss_the_right_way(dg_conf):
+    unconstrained = dg_conf.replace(dgdml_wgan="gp", dgdml_gradient_penalty_weight=0.0)
+    trainer = DGDML(noise_image(64, 80), unconstrained, depth=ramp(64, 80))
+    y, x = fixed_batch(trainer)
+    # The critics alone (steps 1 and 2): each separates real from fake better.
+    before, after = sgd_step(trainer, CRITICS_ONLY, y, x)
+    assert after["critic_hr_loss"] < before["critic_hr_loss"] and after["critic_lr_loss"] < before["critic_lr_loss"]
+    # The generators alone (steps 3-6): both cycles come back closer.
+    before, after = sgd_step(trainer, GENERATORS_ONLY, y, x)
+    assert after["srn_cycle_loss"] < before["srn_cycle_loss"] and after["dsn_cycle_loss"] < before["dsn_cycle_loss"]
+    # Steps 3 and 4 alone (the cycles' steps also move the generators): each lowers its critic's score of its fakes.
+    trainer = DGDML(noise_image(64, 80), unconstrained.replace(dgdml_bicycle=False), depth=ramp(64, 80))
+    before, after = sgd_step(trainer, GENERATORS_ONLY, *fixed_batch(trainer))
+    assert after["srn_adversarial_loss"] < before["srn_adversarial_loss"]
+    assert after["dsn_adversarial_loss"] < before["dsn_adversarial_loss"]
+
+
+def test_the_authors_last_step_carries_the_hr_cycles_gradient_into_the_dsn(dg_conf):
+    """PyTorch accumulates gradients, and the authors clear G^L's only after G^L's own steps: step 6 applies the
+    gradient of step 5's loss (G^H's cycle, through G^L) too. With SGD on the DSN alone and a tiny learning rate
+    its change is -lr (g3 + g5 + g6), to first order in lr."""
+    unconstrained = dg_conf.replace(dgdml_wgan="gp", dgdml_gradient_penalty_weight=0.0)
+    trainer = DGDML(noise_image(64, 80), unconstrained, depth=ramp(64, 80))
+    y, x = fixed_batch(trainer)
+    srn, dsn = trainer.networks["generator"], trainer.networks["dsn"]
+    critic_hr, critic_lr = trainer.networks["critic_hr"], trainer.networks["critic_lr"]
+    with tf.GradientTape(persistent=True) as tape:
+        fake_lr = dsn(x)
+        g3 = tf.reduce_mean(critic_lr(fake_lr))
+        cycle_hr = srn(fake_lr)
+        g5 = trainer._cycle_loss(cycle_hr, x) + tf.reduce_mean(critic_hr(cycle_hr))
+        cycle_lr = dsn(cycle_hr)
+        g6 = trainer._cycle_loss(cycle_lr, tf.stop_gradient(fake_lr)) + tf.reduce_mean(critic_lr(cycle_lr))
+    grads = {name: tape.gradient(loss, dsn.trainable_variables) for name, loss in (("g3", g3), ("g5", g5), ("g6", g6))}
+    start = [v.numpy() for v in dsn.trainable_variables]
+    lr = 1e-6
+    sgd_step(trainer, {"generator": 0.0, "dsn": lr, "critic_hr": 0.0, "critic_lr": 0.0}, y, x)
+    moved = np.concatenate([(v.numpy() - w).ravel() for v, w in zip(dsn.trainable_variables, start)])
+
+    def expected(*names: str) -> np.ndarray:
+        return -lr * np.concatenate([sum(grads[n][i] for n in names).numpy().ravel() for i in range(len(start))])
+
+    with_step5, without = expected("g3", "g5", "g6"), expected("g3", "g6")
+    assert np.linalg.norm(moved - with_step5) < 0.01 * np.linalg.norm(with_step5)
+    assert np.linalg.norm(moved - without) > 0.1 * np.linalg.norm(with_step5)
+
+
+def test_the_authors_steps_move_the_critics_over_100x_more_than_the_joint_keras_step(dg_conf):
+    """The issue this update fixes: clipped critics' gradients are ~1e-8..1e-6, which Keras's RMSprop
+    (sqrt(v + eps)) turns into almost no move, PyTorch's (sqrt(v) + eps) into about the learning rate."""
+
+    def critic_moves(update: str, optimizer: type) -> float:
+        trainer = DGDML(noise_image(64, 80), dg_conf.replace(dgdml_update=update), depth=ramp(64, 80))
+        y, x = fixed_batch(trainer)
+        critics = ("critic_hr", "critic_lr")
+        step = trainer._joint_step if update == "joint" else trainer._authors_step
+        step(y, x)  # clips the critics into +-0.01, where their gradients are as small as in a run
+        trainer.set_networks(trainer.networks, {name: optimizer(1e-4, rho=0.99, epsilon=1e-8)
+                                                for name in trainer.networks})
+        start = [v.numpy() for name in critics for v in trainer.networks[name].trainable_variables]
+        for _ in range(3):
+            step(y, x)
+        now = [v.numpy() for name in critics for v in trainer.networks[name].trainable_variables]
+        return float(np.mean([np.abs(a - b).mean() for a, b in zip(now, start)]))
+
+    authors, joint = critic_moves("authors", TorchRMSprop), critic_moves("joint", keras.optimizers.RMSprop)
+    assert authors > 100 * joint, (authors, joint)
+
+
+def test_the_authors_depth_scale_of_the_learning_rate(dg_conf, caplog):
+    depth = ramp(64, 80)
+    trainer = DGDML(noise_image(64, 80), dg_conf.replace(dgdml_depth_learning_rate_scale=True), depth=depth)
+    collection = trainer.collection
+    # Each patch's mean inverse depth: the first near (HR, 32 px) window is columns 0..31 of the ramp 1..80.
+    assert collection.hr_inverse_depth[0] == pytest.approx(np.mean(1.0 / np.arange(1, 33)))
+    trainer.start_stage(0)
+    hr_index, lr_index = next(iter(trainer.example_dataset(1)))
+    trainer._train_step(hr_index, lr_index)
+    ratio = collection.hr_inverse_depth[hr_index.numpy() // 8] / collection.lr_inverse_depth[lr_index.numpy() // 8]
+    scale = 1 / (1 + np.exp(-ratio.mean()))  # sigmoid(mean(Hd / Ld)), near over far: > sigmoid(1)
+    assert float(trainer._learning_rate_scale) == pytest.approx(scale, rel=1e-5) and scale > 0.73
+    optimizer = trainer.optimizers["critic_hr"].optimizer
+    assert float(optimizer.learning_rate) == pytest.approx(1e-4 * scale, rel=1e-5)
+    # Off by default; without depth guidance it cannot apply, and the log says so.
+    assert float(DGDML(noise_image(64, 80), dg_conf, depth=depth)._learning_rate_scale) == 1.0
+    caplog.set_level("WARNING")
+    DGDML(noise_image(64, 80), dg_conf.replace(dgdml_depth_learning_rate_scale=True))
+    assert "depth_learning_rate_scale needs depth-guided patches" in caplog.text
+
+
+@pytest.mark.parametrize("update", ["authors", "joint"])
+def test_weight_clipping_holds_and_the_ablation_without_bicycle_has_no_cycle(dg_conf, update):
+    trainer = DGDML(noise_image(64, 80), dg_conf.replace(dgdml_bicycle=False, dgdml_update=update),
+                    depth=ramp(64, 80))
     critic = trainer.networks["critic_hr"]
-    assert max(float(tf.reduce_max(tf.abs(v))) for v in critic.trainable_variables) > 0.01  # Glorot: larger
-    scalars = trainer._bicycle_step(*fixed_batch(trainer))
-    assert float(scalars["cycle_loss"]) == 0
+    # The authors' initialisation, N(0, sqrt(2 / (k k C_out))): larger than the clipping.
+    assert max(float(tf.reduce_max(tf.abs(v))) for v in critic.trainable_variables) > 0.01
+    scalars = bicycle_step(trainer, *fixed_batch(trainer))
+    if update == "joint":
+        assert scalars["cycle_loss"] == 0
+    else:
+        assert not any("cycle" in name for name in scalars)
     for network in (trainer.networks["critic_hr"], trainer.networks["critic_lr"]):
         largest = max(float(tf.reduce_max(tf.abs(v))) for v in network.trainable_variables)
         assert largest == pytest.approx(0.01)
@@ -208,7 +370,7 @@ def test_a_run_reports_its_patches_and_tiles_like_one_piece(dg_conf):
     assert out.shape == (128, 144, 3) and out.dtype == np.float32
     h = trainer.history[0]
     assert h.iterations == trainer.steps_per_epoch and h.test_steps == [h.iterations - 1] and h.true_mse
-    assert {"cycle_loss", "critic_hr_loss", "wasserstein_lr"} <= set(h.scalars)
+    assert {"srn_cycle_loss", "dsn_cycle_loss", "critic_hr_loss", "wasserstein_lr"} <= set(h.scalars)
     assert trainer.report["depth"] == "given" and trainer.report["patches"]["hr_patches"] > 0
     tiled = DGDML(image, dg_conf.replace(tile_size=16), depth=ramp(64, 72))
     tiled.networks["generator"].set_weights(trainer.networks["generator"].get_weights())

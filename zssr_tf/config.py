@@ -417,7 +417,8 @@ class DGDMLConfig:
         "--nodgdml_bicycle its ablation None.")
     depth_kind: str = _field(
         "depth", "DGDML: what the depth map's values are: depth (larger = farther) or disparity (larger = nearer, "
-        "as Middlebury's and the authors' inverted NYU maps; depth = 1 / disparity). 0 is unknown either way.",
+        "as Middlebury's; depth = 1 / disparity). 0 is unknown either way. The authors' NYU maps (255 - depth) "
+        "are neither: give 255 - value as depth.",
         ("depth", "disparity"))
     depth_model: str = _field(
         "", "DGDML: a monocular depth estimator on disk (a .keras model or a SavedModel folder taking [1, H, W, 3] "
@@ -451,13 +452,24 @@ class DGDMLConfig:
         "l1", "DGDML: the cycle-consistency loss: l1 (the paper's eqs. 6 and 8) or vgg (L1 between VGG19 "
         "features, as the authors' code; needs --vgg_weights pointing to VGG19 ImageNet weights).", ("l1", "vgg"))
     cycle_weight: float = _field(1.0, "DGDML: weight of the cycle losses against the adversarial ones.")
+    update: str = _field(
+        "authors", "DGDML: how a batch updates the four networks: authors (six RMSprop steps in the authors' order, "
+        "each on its own objective and forward pass: D^L, D^H, G^L adversarial, G^H adversarial, G^H on the "
+        "HR->LR->HR cycle, G^L on the LR->HR->LR cycle of its own output) or joint (one step of all four on the "
+        "sum of the paper's eqs. 5-8, from one forward pass; earlier releases).", ("authors", "joint"))
+    depth_learning_rate_scale: bool = _field(
+        False, "DGDML: scale every step's learning rate by sigmoid(mean over the batch of the HR patch's mean "
+        "inverse depth over the LR patch's), as the authors' main-wgan.py does; not in the paper, and it depends "
+        "on the depth map's units (255 - d and 1 / d give other scales), so it is off.")
     vgg_layer: str = _field(
         "block5_conv4", "DGDML: the VGG19 layer of --dgdml_cycle_loss=vgg (block5_conv4 is relu5_4, the authors').",
         VGG19_LAYERS)
     # Optimisation (the paper's 5.1).
     batch_size: int = _field(64, "DGDML: patches per batch, on each side (HR and LR).")
     epochs: int = _field(150, "DGDML: training epochs; an epoch is one pass over the smaller patch side.")
-    learning_rate: float = _field(1e-4, "DGDML: initial RMSprop learning rate of the four networks.")
+    learning_rate: float = _field(
+        1e-4, "DGDML: initial learning rate of the four networks' RMSprop (PyTorch's update: rho 0.99, eps 1e-8 "
+        "outside the square root).")
     learning_rate_decay_epochs: int = _field(60, "DGDML: the learning rate is divided by 10 every this many epochs.")
     test_every_epochs: int = _field(
         10, "DGDML: epochs between quick tests (reconstruction error of the input from its bicubic son, true error "

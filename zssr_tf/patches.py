@@ -33,6 +33,10 @@ class PatchCollection:
     lr: np.ndarray  # [N_lr, s, s, 1]; with `paired`, lr[i] is hr[i]'s son
     paired: bool
     counts: dict[str, Any]  # what was found and kept, for the log and log.json
+    # Each patch's mean inverse depth (1 / depth, i.e. nearness), with a depth map: the authors' per-batch
+    # learning-rate scale uses them.
+    hr_inverse_depth: np.ndarray | None = None  # [N_hr]
+    lr_inverse_depth: np.ndarray | None = None  # [N_lr]
 
     @property
     def epoch_size(self) -> int:
@@ -101,11 +105,7 @@ def collect_patches(
         keep = patch_contrast(grid_windows(contrast_plane, size)) >= min_contrast
         counts[f"{side}_grid"] = int(keep.size)
         counts[f"{side}_contrast_kept"] = int(keep.sum())
-        if depth is not None:
-            means = patch_mean_depth(grid_windows(depth, size))
-            sides[side] = (keep, means)
-        else:
-            sides[side] = (keep, None)
+        sides[side] = (keep, None if depth is None else patch_mean_depth(grid_windows(depth, size)))
     if depth is not None:
         mean_depth = float(np.nanmean(depth))  # the paper's eq. 2, over the known pixels
         counts["mean_depth"] = mean_depth
@@ -122,7 +122,13 @@ def collect_patches(
             raise ValueError(f"input: no {side} training patches: {reason}")
     hr = grid_windows(y, hr_size)[hr_keep][..., None].astype(np.float32)
     lr = grid_windows(y, lr_size)[lr_keep][..., None].astype(np.float32)
-    return PatchCollection(hr=hr, lr=lr, paired=False, counts=counts)
+    if depth is None:
+        return PatchCollection(hr=hr, lr=lr, paired=False, counts=counts)
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / depth
+    return PatchCollection(hr=hr, lr=lr, paired=False, counts=counts,
+                           hr_inverse_depth=patch_mean_depth(grid_windows(inverse, hr_size))[hr_keep],
+                           lr_inverse_depth=patch_mean_depth(grid_windows(inverse, lr_size))[lr_keep])
 
 
 def bicubic_patches(image: np.ndarray, scale: int, lr_size: int, min_contrast: float,

@@ -29,6 +29,7 @@ from zssr_tf.engine import Trainer, l1_step, next_multiple
 from zssr_tf.imresize import imresize
 from zssr_tf.losses import critic_loss, gradient_penalty, l1_loss, perceptual_loss
 from zssr_tf.models import build_dsn, build_srn, build_vgg_features, build_wgan_critic
+from zssr_tf.optimizers import ScaledSchedule, TorchRMSprop
 
 
 def integer_scale(conf: Config) -> int:
@@ -90,6 +91,9 @@ class DGDML(Trainer):
                      counts["hr_size"], counts["lr_patches"], counts["lr_size"], counts["lr_size"],
                      ", paired bicubic sons" if self.collection.paired else "", self.steps_per_epoch,
                      self.batch_size)
+        if c.depth_learning_rate_scale and not self._scales_learning_rate:
+            logging.warning("%s: --dgdml_depth_learning_rate_scale needs depth-guided patches: not applied",
+                            self.conf.run.name)
         if self.batch_size < c.batch_size:
             logging.warning("%s: only %d examples per epoch: the batch is %d, not %d", self.conf.run.name,
                             self.collection.epoch_size, self.batch_size, c.batch_size)
@@ -128,14 +132,19 @@ class DGDML(Trainer):
         if c.pairing == "depth":
             lr_size = c.lr_patch_size
             networks["dsn"] = build_dsn(self.scale, 1, c.dsn_depth, c.width, seed + 100, self.precision)
+            # The critics stay float32 under any precision: clipped to 0.01, their scores are ~1e-7 apart, and
+            # every DGDML number so far is float32 (bfloat16 critics are not measured).
             networks["critic_hr"] = build_wgan_critic(self.scale * lr_size, 1, c.critic_width, seed + 200,
-                                                      self.precision, name="critic_hr")
-            networks["critic_lr"] = build_wgan_critic(lr_size, 1, c.critic_width, seed + 300, self.precision,
+                                                      "float32", name="critic_hr")
+            networks["critic_lr"] = build_wgan_critic(lr_size, 1, c.critic_width, seed + 300, "float32",
                                                       name="critic_lr")
             if c.cycle_loss == "vgg" and self.vgg is None:
                 self.vgg = build_vgg_features(self.conf.run.vgg_weights, c.vgg_layer, arch="vgg19")
         # The gradient penalty's interpolation weights: a seeded generator that the traced step advances.
         self._uniform = tf.random.Generator.from_seed(seed + 400)
+        # The authors' per-batch depth scale of every learning rate (--dgdml_depth_learning_rate_scale), set by
+        # the step before its updates; 1 otherwise.
+        self._learning_rate_scale = tf.Variable(1.0, trainable=False, name="learning_rate_scale")
         self.set_networks(networks, {name: self._rmsprop() for name in networks})
         self.load_init_weights()
 
@@ -143,11 +152,15 @@ class DGDML(Trainer):
         return {"gradient_penalty_generator": self._uniform}
 
     def resume_key_arrays(self) -> list[np.ndarray]:
-        return [self.collection.hr, self.collection.lr]
+        arrays = [self.collection.hr, self.collection.lr]
+        if self._scales_learning_rate:
+            arrays += [self.collection.hr_inverse_depth, self.collection.lr_inverse_depth]
+        return arrays
 
     def _rmsprop(self) -> keras.optimizers.Optimizer:
-        # rho 0.99 and epsilon 1e-8 are PyTorch's RMSprop defaults, which the authors ran.
-        return keras.optimizers.RMSprop(learning_rate=self._schedule(), rho=0.99, epsilon=1e-8)
+        # PyTorch's RMSprop with its defaults (rho 0.99, eps 1e-8), as the authors ran it: Keras's puts eps under
+        # the square root, which stalls the clipped critics (zssr_tf.optimizers).
+        return TorchRMSprop(learning_rate=ScaledSchedule(self._schedule(), self._learning_rate_scale))
 
     def _schedule(self) -> keras.optimizers.schedules.LearningRateSchedule | float:
         c = self.conf.dgdml
@@ -157,12 +170,19 @@ class DGDML(Trainer):
         return keras.optimizers.schedules.ExponentialDecay(
             c.learning_rate, c.learning_rate_decay_epochs * steps, 0.1, staircase=True)
 
+    @property
+    def _scales_learning_rate(self) -> bool:
+        return self.conf.dgdml.depth_learning_rate_scale and self.collection.hr_inverse_depth is not None
+
     def start_stage(self, stage: int) -> None:
         # The optimizers' schedule needs the steps per epoch, known only after the patches were collected.
         self.set_networks(self.networks, {name: self._rmsprop() for name in self.networks})
         # Variables, so the patches live on the accelerator and the step gathers its batches there.
         self._patches = {side: tf.Variable(getattr(self.collection, side), trainable=False, name=f"{side}_patches")
                          for side in ("hr", "lr")}
+        if self._scales_learning_rate:
+            self._inverse_depths = {side: tf.constant(getattr(self.collection, f"{side}_inverse_depth"), tf.float32)
+                                    for side in ("hr", "lr")}
 
     # The step.
     def train_step(self, hr_index: tf.Tensor, lr_index: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -170,15 +190,105 @@ class DGDML(Trainer):
         lr = patches.gather_patches(self._patches["lr"], lr_index)
         if self.collection.paired:  # the SRN alone on (son, father) pairs
             return l1_step(self.networks["generator"], self.optimizers["generator"], lr, hr)
-        return self._bicycle_step(lr, hr)
+        if self._scales_learning_rate:
+            # The authors pair the batch's i-th HR and LR patches (both drawn at random) and take
+            # sigmoid(mean(Hd / Ld)) of their mean inverse depths (their NYU maps' 255 - d): near over far, > 1.
+            nearness = {side: tf.gather(self._inverse_depths[side], index // patches.NUM_TRANSFORMS)
+                        for side, index in (("hr", hr_index), ("lr", lr_index))}
+            self._learning_rate_scale.assign(tf.sigmoid(tf.reduce_mean(nearness["hr"] / nearness["lr"])))
+        if self.conf.dgdml.update == "joint":
+            return self._joint_step(lr, hr)
+        return self._authors_step(lr, hr)
 
     def _cycle_loss(self, output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         if self.vgg is not None:
             return perceptual_loss(self.vgg, output, target)
         return l1_loss(output, target)
 
-    def _bicycle_step(self, y: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One update of the four networks from one forward pass: y real LR patches, x real HR patches."""
+    def _clip_critic(self, critic: keras.Model) -> None:
+        if self.conf.dgdml.wgan == "clip":
+            value = self.conf.dgdml.clip_value
+            for variable in critic.trainable_variables:
+                variable.assign(tf.clip_by_value(variable, -value, value))
+
+    def _critic_step(self, name: str, real: tf.Tensor, fake: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One step of a critic on real vs (fixed) fake patches, then its clipping; its loss, penalty and
+        Wasserstein estimate E[D(fake)] - E[D(real)]."""
+        c, critic, optimizer = self.conf.dgdml, self.networks[name], self.optimizers[name]
+        with tf.GradientTape() as tape:
+            real_scores, fake_scores = critic(real, training=True), critic(fake, training=True)
+            distance = -critic_loss(real_scores, fake_scores)
+            penalty = tf.constant(0.0)
+            if c.wgan == "gp":
+                penalty = c.gradient_penalty_weight * gradient_penalty(
+                    critic, real, fake, self._uniform.uniform([tf.shape(real)[0], 1, 1, 1]))
+            loss = -distance + penalty
+            scaled = optimizer.scale_loss(loss)
+        optimizer.minimize(tape, scaled, critic.trainable_variables)
+        self._clip_critic(critic)
+        return {f"{name}_loss": loss, f"{name}_penalty": penalty,
+                f"wasserstein_{name.removeprefix('critic_')}": distance}
+
+    def _authors_step(self, y: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The authors' six RMSprop steps on one batch (main-wgan.py), each a forward pass of the networks as the
+        steps before left them: y real LR patches, x real HR patches.
+
+        1. D^L on y vs G^L(x);  2. D^H on x vs G^H(G^L(x)) (vs G^H(y) without bi-cycle training);
+        3. G^L on D^L(G^L(x));  4. G^H on D^H(G^H(y));
+        5. G^H on cycle(G^H(G^L(x)), x) + D^H(G^H(G^L(x)));
+        6. G^L on cycle(G^L(G^H(G^L(x))), G^L(x)) + D^L(G^L(G^H(G^L(x)))), plus step 5's gradient on G^L: the
+           authors clear G^L's gradients after its steps only, so step 6 applies both (PyTorch accumulates).
+        Steps 5 and 6 are the bi-cycle training; --nodgdml_bicycle leaves them out.
+        """
+        c = self.conf.dgdml
+        srn, dsn = self.networks["generator"], self.networks["dsn"]
+        critic_hr, critic_lr = self.networks["critic_hr"], self.networks["critic_lr"]
+        srn_optimizer, dsn_optimizer = self.optimizers["generator"], self.optimizers["dsn"]
+
+        def score(critic: keras.Model, images: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_mean(tf.cast(critic(images, training=True), tf.float32))
+
+        fake_lr = dsn(x, training=True)
+        scalars = self._critic_step("critic_lr", y, tf.stop_gradient(fake_lr))
+        fake_hr = srn(fake_lr, training=True) if c.bicycle else srn(y, training=True)
+        scalars |= self._critic_step("critic_hr", x, tf.stop_gradient(fake_hr))
+        with tf.GradientTape() as tape:
+            dsn_adversarial = score(critic_lr, dsn(x, training=True))
+            scaled = dsn_optimizer.scale_loss(dsn_adversarial)
+        dsn_optimizer.minimize(tape, scaled, dsn.trainable_variables)
+        with tf.GradientTape() as tape:
+            srn_adversarial = score(critic_hr, srn(y, training=True))
+            scaled = srn_optimizer.scale_loss(srn_adversarial)
+        srn_optimizer.minimize(tape, scaled, srn.trainable_variables)
+        scalars |= {"dsn_adversarial_loss": dsn_adversarial, "srn_adversarial_loss": srn_adversarial}
+        loss = dsn_adversarial + srn_adversarial
+        if c.bicycle:
+            with tf.GradientTape(persistent=True) as tape:
+                cycle_hr = srn(dsn(x, training=True), training=True)
+                srn_cycle = self._cycle_loss(cycle_hr, x)
+                srn_cycle_adversarial = score(critic_hr, cycle_hr)
+                srn_loss = c.cycle_weight * srn_cycle + srn_cycle_adversarial
+                scaled_for_srn, scaled_for_dsn = srn_optimizer.scale_loss(srn_loss), dsn_optimizer.scale_loss(srn_loss)
+            carried = tape.gradient(scaled_for_dsn, dsn.trainable_variables)
+            srn_optimizer.minimize(tape, scaled_for_srn, srn.trainable_variables)
+            del tape
+            with tf.GradientTape() as tape:
+                fake_lr = dsn(x, training=True)
+                cycle_lr = dsn(srn(fake_lr, training=True), training=True)
+                dsn_cycle = self._cycle_loss(cycle_lr, tf.stop_gradient(fake_lr))
+                dsn_cycle_adversarial = score(critic_lr, cycle_lr)
+                dsn_loss = c.cycle_weight * dsn_cycle + dsn_cycle_adversarial
+                scaled = dsn_optimizer.scale_loss(dsn_loss)
+            gradients = tape.gradient(scaled, dsn.trainable_variables)
+            dsn_optimizer.apply([g + h for g, h in zip(gradients, carried)], dsn.trainable_variables)
+            scalars |= {"srn_cycle_loss": srn_cycle, "srn_cycle_adversarial_loss": srn_cycle_adversarial,
+                        "dsn_cycle_loss": dsn_cycle, "dsn_cycle_adversarial_loss": dsn_cycle_adversarial}
+            loss += srn_loss + dsn_loss
+        return {"loss": loss, **scalars}
+
+    def _joint_step(self, y: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One update of the four networks from one forward pass on the sum of the paper's eqs. 5-8 (an earlier
+        release's step, for comparison): y real LR patches, x real HR patches."""
         c = self.conf.dgdml
         srn, dsn = self.networks["generator"], self.networks["dsn"]
         critic_hr, critic_lr = self.networks["critic_hr"], self.networks["critic_lr"]
@@ -227,10 +337,8 @@ class DGDML(Trainer):
         for name, loss in scaled.items():
             self.optimizers[name].minimize(tape, loss, self.networks[name].trainable_variables)
         del tape
-        if c.wgan == "clip":
-            for critic in (critic_hr, critic_lr):
-                for variable in critic.trainable_variables:
-                    variable.assign(tf.clip_by_value(variable, -c.clip_value, c.clip_value))
+        self._clip_critic(critic_hr)
+        self._clip_critic(critic_lr)
         return {"loss": generator_loss, "adversarial_loss": adversarial, "cycle_loss": cycle,
                 "critic_hr_loss": critic_hr_loss, "critic_lr_loss": critic_lr_loss, "gradient_penalty": penalty,
                 # The critics' estimates of the Wasserstein distances of eqs. 5 and 7 (falling as G^H and G^L learn).

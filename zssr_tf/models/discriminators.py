@@ -78,8 +78,16 @@ def build_wgan_critic(
     if patch_size < 16 or patch_size % 16:
         raise ValueError(f"the critic's patch size must be a multiple of 16, got {patch_size}")
 
-    def initializer(i: int) -> keras.initializers.Initializer:
-        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + i)
+    def seeded(i: int) -> int | None:
+        return None if seed is None else seed + i
+
+    # The authors' initialisation: convolutions N(0, sqrt(2 / (k k C_out))) as their generators; the dense layers
+    # keep PyTorch's nn.Linear default, U(+-1 / sqrt(fan_in)) for weights and biases.
+    def dense(units: int, fan_in: int, i: int, name: str) -> keras.layers.Dense:
+        bound = fan_in**-0.5
+        return keras.layers.Dense(units, kernel_initializer=keras.initializers.VarianceScaling(
+            1 / 3, "fan_in", "uniform", seed=seeded(i)), bias_initializer=keras.initializers.RandomUniform(
+            -bound, bound, seed=seeded(i + 100)), dtype=dtype_policy, name=name)
 
     image = keras.Input(shape=(patch_size, patch_size, channels), name="image")
     x = image
@@ -87,13 +95,14 @@ def build_wgan_critic(
         filters = width * 2**i
         for j, (size, stride) in enumerate(((3, 1), (4, 2))):
             x = keras.layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
-                                    kernel_initializer=initializer(2 * i + j), dtype=dtype_policy,
-                                    name=f"conv_{i}_{j}")(x)
+                                    kernel_initializer=keras.initializers.VarianceScaling(
+                                        2.0, "fan_out", "untruncated_normal", seed=seeded(2 * i + j)),
+                                    dtype=dtype_policy, name=f"conv_{i}_{j}")(x)
             x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"leaky_relu_{i}_{j}")(x)
     x = keras.layers.Flatten(dtype=dtype_policy, name="flatten")(x)
-    x = keras.layers.Dense(1024, kernel_initializer=initializer(8), dtype=dtype_policy, name="dense")(x)
+    x = dense(1024, (patch_size // 16) ** 2 * 8 * width, 8, "dense")(x)
     x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name="dense_relu")(x)
-    x = keras.layers.Dense(1, kernel_initializer=initializer(9), dtype=dtype_policy, name="score_logit")(x)
+    x = dense(1, 1024, 9, "score_logit")(x)
     score = keras.layers.Activation("linear", dtype="float32", name="score")(x)
     return keras.Model(image, score, name=name)
 

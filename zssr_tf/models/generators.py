@@ -159,14 +159,56 @@ class _Upscaling(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+def torch_bicubic_phases(scale: int, a: float = -0.75) -> np.ndarray:
+    """The taps of PyTorch's `nn.Upsample(scale_factor=scale, mode='bicubic', align_corners=False)`: [scale, 5],
+    row p for output phase p, over input offsets -2..2 from the pixel the output block belongs to.
+
+    PyTorch maps output pixel o to input x = (o + 0.5) / scale - 0.5 and weighs the 4 pixels from floor(x) - 1
+    with Keys' cubic convolution of a = -0.75 (`upsample_bicubic2d`'s `get_cubic_upsample_coefficients`)."""
+
+    def near(t: float) -> float:  # |t| <= 1
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+
+    def far(t: float) -> float:  # 1 < |t| < 2
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+
+    phases = np.zeros((scale, 5))
+    for p in range(scale):
+        x = (p + 0.5) / scale - 0.5
+        first, t = math.floor(x), x - math.floor(x)
+        phases[p, first + 1:first + 5] = far(t + 1), near(t), near(1 - t), far(2 - t)
+    return phases
+
+
+def _upscale_by_phases(x: tf.Tensor, phases: np.ndarray, pad: str) -> tf.Tensor:
+    """Upscales [N, h, w, C] by len(phases) with the separable taps `phases` ([scale, 2R + 1], centred): one
+    convolution with scale^2 output channels over the input padded by R (`pad`: "SYMMETRIC", MATLAB's mirror, or
+    "EDGE", PyTorch's clamped index), then `depth_to_space`. Every output pixel of phase (i, j) in its block takes
+    the same taps, so this is exact for an integer scale, also on inputs whose size is known only at run time."""
+    scale, taps = phases.shape
+    r = taps // 2
+    # Phase (i, j) of a block is depth_to_space's channel i * scale + j.
+    filters = np.einsum("it,ju->tuij", phases, phases).reshape(taps, taps, 1, scale**2).astype(np.float32)
+    x = tf.cast(x, tf.float32)
+    n, h, w, c = tf.unstack(tf.shape(x))
+    planes = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [n * c, h, w, 1])
+    if pad == "EDGE":
+        planes = tf.gather(planes, tf.clip_by_value(tf.range(-r, h + r), 0, h - 1), axis=1)
+        planes = tf.gather(planes, tf.clip_by_value(tf.range(-r, w + r), 0, w - 1), axis=2)
+    else:
+        planes = tf.pad(planes, [[0, 0], [r, r], [r, r], [0, 0]], mode=pad)
+    y = tf.nn.depth_to_space(tf.nn.conv2d(planes, filters, 1, "VALID"), scale)
+    return tf.transpose(tf.reshape(y, [n, c, h * scale, w * scale]), [0, 2, 3, 1])
+
+
 @keras.saving.register_keras_serializable(package="zssr_tf")
 class BicubicUpsample(_Upscaling):
-    """Bicubic upscaling by an integer factor (Keys a = -0.5, half-pixel centres, as MATLAB's for upscaling; the
-    border is clamped, where MATLAB mirrors): the SRN's low-frequency branch."""
+    """Bicubic upscaling by an integer factor as PyTorch's `nn.Upsample(mode='bicubic')` does it, which the DGDML-SR
+    authors' SRN adds to its output (Keys a = -0.75, half-pixel centres, the border clamped): the SRN's
+    low-frequency branch. (`tf.image.resize` is Keys a = -0.5 and renormalises at the border instead.)"""
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        size = tf.shape(x)[1:3] * self.scale
-        return tf.cast(tf.image.resize(tf.cast(x, tf.float32), size, method="bicubic"), self.compute_dtype)
+        return tf.cast(_upscale_by_phases(x, torch_bicubic_phases(self.scale), "EDGE"), self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="zssr_tf")
@@ -193,21 +235,11 @@ class Interpolate(_Upscaling):
     def __init__(self, scale: int, kernel: str = "cubic", **kwargs):
         super().__init__(scale, **kwargs)
         self.kernel = kernel
-        phases = _upscale_phases(self.scale, kernel)  # [scale, taps]
-        self.radius = phases.shape[1] // 2
-        # Phase (i, j) of a block is depth_to_space's channel i * scale + j.
-        self._filters = np.einsum("it,ju->tuij", phases, phases).reshape(
-            phases.shape[1], phases.shape[1], 1, self.scale**2).astype(np.float32)
+        self._phases = _upscale_phases(self.scale, kernel)  # [scale, taps]
+        self.radius = self._phases.shape[1] // 2
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        x = tf.cast(x, tf.float32)
-        n, h, w, c = tf.unstack(tf.shape(x))
-        planes = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [n * c, h, w, 1])
-        r = self.radius
-        planes = tf.pad(planes, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
-        y = tf.nn.depth_to_space(tf.nn.conv2d(planes, self._filters, 1, "VALID"), self.scale)
-        y = tf.transpose(tf.reshape(y, [n, c, h * self.scale, w * self.scale]), [0, 2, 3, 1])
-        return tf.cast(y, self.compute_dtype)
+        return tf.cast(_upscale_by_phases(x, self._phases, "SYMMETRIC"), self.compute_dtype)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "kernel": self.kernel}
@@ -229,11 +261,11 @@ def _upscale_phases(scale: int, kernel: str) -> np.ndarray:
 
 
 def _he_conv(filters: int, kernel_size: int, seed: int | None, index: int, dtype_policy: str, name: str,
-             strides: int = 1) -> keras.layers.Conv2D:
-    # The DGDML-SR authors' initialisation: N(0, sqrt(2 / (k * k * filters))), no biases.
+             strides: int = 1, use_bias: bool = False) -> keras.layers.Conv2D:
+    # The DGDML-SR authors' initialisation: N(0, sqrt(2 / (k * k * filters))), biases (where there are) 0.
     std = math.sqrt(2.0 / (kernel_size * kernel_size * filters))
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False,
+        filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
         kernel_initializer=keras.initializers.RandomNormal(stddev=std, seed=None if seed is None else seed + index),
         dtype=dtype_policy, name=name)
 
@@ -261,7 +293,7 @@ def build_srn(
 ) -> keras.Model:
     """DGDML-SR's super-resolution network G^H (the paper's eq. 4): F_in, `depth` 3x3 convolutions with
     LeakyReLU 0.2, sub-pixel convolution (a 3x3 convolution to width * r^2 channels, `depth_to_space` and a PReLU),
-    F_out, plus the bicubic-upscaled input as the global residual.
+    F_out, plus the input upscaled as PyTorch's bicubic (`BicubicUpsample`) as the global residual.
 
     Args:
       scale: integer scale factor (>= 2).
@@ -286,7 +318,8 @@ def build_srn(
         x = _he_conv(width, 3, seed, 1 + i, dtype_policy, f"f_{i + 1}")(x)
         x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"f_{i + 1}_relu")(x)
     for j, r in enumerate(steps):
-        x = _he_conv(width * r * r, 3, seed, 1 + depth + j, dtype_policy, f"subpixel_{j}")(x)
+        # The authors' sub-pixel convolution is their one layer with a bias (PyTorch's default, set to 0).
+        x = _he_conv(width * r * r, 3, seed, 1 + depth + j, dtype_policy, f"subpixel_{j}", use_bias=True)(x)
         x = PixelShuffle(r, dtype=dtype_policy, name=f"pixel_shuffle_{j}")(x)
         # One learned slope, starting at 0.25, as the authors' code (PyTorch's nn.PReLU()); the paper is silent.
         x = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1, 2, 3], dtype=dtype_policy,
