@@ -151,7 +151,7 @@ def test_quickstart_runs(execute):
     assert os.path.isfile(execute.tmp / "astronaut_dgdml_X2.00X2.00.png")
     dg_cell = tagged(notebook, "dgdml")
     assert any("image/png" in o.get("data", {}) for o in dg_cell["outputs"]), "no figure in the DGDML-SR cell"
-    assert re.search(r"depth: given; \d+ HR patches \(64 px\), \d+ LR patches \(32 px\)", output_text(dg_cell))
+    assert re.search(r"depth: given; \d+ HR patches \(32 px\), \d+ LR patches \(16 px\)", output_text(dg_cell))
     assert re.search(r"PSNR-Y ZSSR: \d+\.\d\d dB +DGDML-SR: \d+\.\d\d dB", output_text(dg_cell))
     # The course report's variants: pixel shuffle and a start pretrained on other images, each with its PSNR.
     variants = output_text(tagged(notebook, "variants"))
