@@ -214,7 +214,7 @@ def _main(argv: list[str]) -> None:
         else:
             results = [app.run(conf, FLAGS.input, FLAGS.output_dir, FLAGS.ground_truth,
                                None if estimate else FLAGS.kernels,
-                               FLAGS.overwrite, depth=FLAGS.depth_map, **extras)]
+                               FLAGS.overwrite, depth=FLAGS.depth_map or None, **extras)]
     except (ConfigError, ImageError, KernelError, ValueError) as e:
         _fail(_one_line(e))
     except MemoryError:

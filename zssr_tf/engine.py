@@ -774,7 +774,8 @@ class Trainer:
         h.learning_rates.append(learning_rate)
         for name, value in values.items():
             h.scalars.setdefault(name, []).append(value)
-        text = ", ".join(f"{name.replace('_', ' ')} {value:.6f}" for name, value in values.items())
+        # Six significant digits, not decimals: a clipped WGAN critic's scores differ by ~1e-7.
+        text = ", ".join(f"{name.replace('_', ' ')} {value:.6g}" for name, value in values.items())
         logging.info("%s iteration %d: %s, learning rate %.1e", self._sf_text, self.iter, text, learning_rate)
         bar.set_postfix_str(f"loss {values['loss']:.5f}, lr {learning_rate:.1e}", refresh=False)
         if self._summaries is not None:
