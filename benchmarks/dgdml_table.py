@@ -9,6 +9,11 @@ Two parts (--part):
                 dg        depth-guided patches, no bi-cycle training (ablation DG);
                 bcn       bi-cycle training without depth guidance (ablation BCN);
                 dg_bcn    DGDML-SR in full (DG+BCN).
+              DGDML rows train with the authors' six steps per batch (--dgdml_update=authors); the rows
+              none_joint, dg_joint and dg_bcn_joint are the same ablations with one joint update
+              (--dgdml_update=joint). Each result also records the critics' Wasserstein estimates over training and
+              the output's energy on the Nyquist row and column of its spectrum (a period-2 grid's), to compare
+              with bicubic's.
               The paper (NYU x2): bicubic 6.378, ZSSR 5.753, DGDML-SR 4.824; None 5.929, DG 5.809, BCN 5.499.
   set5        Y-PSNR (border = scale shaved) on Set5 x2 of DGDML-SR's SRN trained on paired bicubic patches
               (--dgdml_pairing=bicubic, row dgdml_bicubic) against bicubic and against ZSSR's earlier measured runs
@@ -44,14 +49,18 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from a checkout without installing
 
-MIDDLEBURY_ROWS = ("bicubic", "zssr", "none", "dg", "bcn", "dg_bcn")
+MIDDLEBURY_ROWS = ("bicubic", "zssr", "none", "dg", "bcn", "dg_bcn", "none_joint", "dg_joint", "dg_bcn_joint")
 SET5_ROWS = ("bicubic", "dgdml_bicubic")
 ABLATION = {"none": {"dgdml_depth_guidance": "false", "dgdml_bicycle": "false"},
             "dg": {"dgdml_bicycle": "false"},
             "bcn": {"dgdml_depth_guidance": "false"},
             "dg_bcn": {},
             "dgdml_bicubic": {"dgdml_pairing": "bicubic"}}
+for _row in ("none", "dg", "bcn", "dg_bcn"):
+    ABLATION[f"{_row}_joint"] = {**ABLATION[_row], "dgdml_update": "joint"}
+    ABLATION[_row] = {**ABLATION[_row], "dgdml_update": "authors"}
 PAPER_NIQE = {"bicubic": 6.378, "zssr": 5.753, "none": 5.929, "dg": 5.809, "bcn": 5.499, "dg_bcn": 4.824}
+PAPER_NIQE |= {f"{row}_joint": niqe for row, niqe in PAPER_NIQE.items()}
 
 
 def parse_extra(text: str) -> dict[str, str]:
@@ -107,14 +116,20 @@ def run_job(part: str, row: str, name: str, scale: int, data_dir: str, flags: di
         sr = np.clip(imresize(lr, scale), 0, 1).astype(np.float32)
     else:
         conf = Config.from_dict({**flags, "name": f"{row}_{name}"})
-        extra = {"depth": depth_path} if conf.method == "dgdml" and depth_path and row in ("dg", "dg_bcn") else {}
+        guided = row.startswith("dg")
+        extra = {"depth": depth_path} if conf.method == "dgdml" and depth_path and guided else {}
         trainer = METHODS[conf.method](lr, conf, **extra)
         sr = trainer.run()
         result["iterations"] = sum(h.iterations for h in trainer.history)
         result["report"] = trainer.report
+        h = trainer.history[-1]
+        if "wasserstein_hr" in h.scalars:  # the critics' estimates at the logged steps (every display_every)
+            result["wasserstein"] = {"steps": h.loss_steps, "hr": h.scalars["wasserstein_hr"],
+                                     "lr": h.scalars["wasserstein_lr"]}
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     result["niqe"] = niqe(sr, border=scale)
+    result["nyquist_energy"] = nyquist_energy(sr)
     if hr_path is not None:
         hr = read_image(hr_path).pixels[:sr.shape[0], :sr.shape[1]]
         result["psnr"] = psnr(sr, hr, border=scale)
@@ -124,6 +139,19 @@ def run_job(part: str, row: str, name: str, scale: int, data_dir: str, flags: di
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(path + ".tmp", path)  # atomic: an interrupted run never leaves a half-written result
+
+
+def nyquist_energy(image: np.ndarray) -> float:
+    """The share of an image's Y-channel spectral energy (DC left out) on the Nyquist row and column of its 2-D
+    DFT: where a period-2 grid (a sub-pixel layer's checkerboard) puts its energy."""
+    from zssr_tf.metrics import rgb_to_y, to_8bit_values
+
+    y = rgb_to_y(to_8bit_values(image)) if image.ndim == 3 and image.shape[2] == 3 else image.squeeze() * 255.0
+    y = y[:y.shape[0] // 2 * 2, :y.shape[1] // 2 * 2]
+    power = np.abs(np.fft.fft2(y - y.mean())) ** 2
+    h, w = power.shape
+    on_nyquist = power[h // 2, :].sum() + power[:, w // 2].sum() - power[h // 2, w // 2]
+    return float(on_nyquist / power.sum())
 
 
 def cache_path(out: str, row: str, name: str, scale: int) -> str:
@@ -187,12 +215,51 @@ def tabulate(part: str, out: str, names: list[str], scales: list[int], flags_of:
                     lines.append(f"| {label} | {len(names)} of {len(names)} | {np.mean(zssr):.3f} | "
                                  + " | ".join(f"{z:.3f}" for z in zssr) + " | | |")
         lines.append("")
+        if part == "middlebury":
+            lines += training_signs(rows, names, results)
     lines += ["Flags of each row (preset file + overrides):", ""]
     for row, by_scale in flags_of.items():
         for (_, scale), flags in by_scale.items():
             shown = {k: v for k, v in flags.items() if k not in ("seed", "progress")}
             lines.append(f"- {row} x{scale}: `{' '.join(f'--{k}={v}' for k, v in shown.items())}`")
     return "\n".join(lines) + "\n"
+
+
+def training_signs(rows: list[str], names: list[str], results: dict) -> list[str]:
+    """Two tables: each output's Nyquist energy over bicubic's (a period-2 grid shows as >> 1), and the critics'
+    Wasserstein estimates (mean over the scenes) at the start, middle and end of training."""
+    bicubic = {n: results.get(("bicubic", n)) for n in names}
+    nyquist = []
+    for row in rows:
+        if row == "bicubic":
+            continue
+        cells = []
+        for n in names:
+            r, b = results[row, n], bicubic[n]
+            ok = r is not None and b is not None and "nyquist_energy" in r and "nyquist_energy" in b
+            cells.append(f"{r['nyquist_energy'] / b['nyquist_energy']:.2f}" if ok else "")
+        if any(cells):
+            nyquist.append(f"| {row} | " + " | ".join(cells) + " |")
+    wasserstein = []
+    for row in rows:
+        curves = [results[row, n]["wasserstein"] for n in names
+                  if results[row, n] is not None and "wasserstein" in results[row, n]]
+        if not curves:
+            continue
+        cells = [f"{np.mean([c[side][int(at * (len(c[side]) - 1))] for c in curves]):.2e}"
+                 for side in ("hr", "lr") for at in (0, 0.5, 1)]
+        wasserstein.append(f"| {row} | {len(curves)} | " + " | ".join(cells) + " |")
+    lines = []
+    if nyquist:
+        lines += ["Nyquist energy of the output over bicubic's (the share of the Y spectrum on the Nyquist row and "
+                  "column; a period-2 grid makes it >> 1):", "", "| method | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 1) + "|", *nyquist, ""]
+    if wasserstein:
+        lines += ["The critics' Wasserstein estimates E[D(fake)] - E[D(real)] (mean over the scenes that have them) "
+                  "at the first logged step, the middle one and the last:", "",
+                  "| method | scenes | D^H start | D^H middle | D^H end | D^L start | D^L middle | D^L end |",
+                  "|---|---|---|---|---|---|---|---|", *wasserstein, ""]
+    return lines
 
 
 def write_crops(out: str, names: list[str], scales: list[int], flags_of: dict) -> None:
