@@ -30,16 +30,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+    from dgdml_step_time import flags_from_text
 
     from zssr_tf import DGDML, Config, patches
-    from zssr_tf.config import read_flagfile
     from zssr_tf.image_io import read_image
 
-    flags = {}
-    for item in args.flags.split():
-        name, _, value = item.removeprefix("--").partition("=")
-        flags.update(read_flagfile(value) if name == "flagfile" else {name: value})
-    conf = Config.from_dict({**flags, "progress": "false", "precision": "float32"})
+    conf = Config.from_dict({**flags_from_text(args.flags), "progress": "false", "precision": "float32"})
     depth = args.depth_map
     if depth is None:
         height, width = read_image(args.input).pixels.shape[:2]

@@ -19,6 +19,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def flags_from_text(text: str) -> dict[str, str]:
+    """`--flagfile=F --name=value ...` (space separated, as the scripts' --flags take them) -> a flags dict."""
+    from zssr_tf.config import read_flagfile
+
+    flags = {}
+    for item in text.split():
+        name, _, value = item.removeprefix("--").partition("=")
+        flags.update(read_flagfile(value) if name == "flagfile" else {name: value})
+    return flags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True)
@@ -29,15 +40,11 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from zssr_tf.config import Config, read_flagfile
+    from zssr_tf.config import Config
     from zssr_tf.engine import StageHistory
     from zssr_tf.methods import DGDML
 
-    flags = {}
-    for item in args.flags.split():
-        name, _, value = item.removeprefix("--").partition("=")
-        flags.update(read_flagfile(value) if name == "flagfile" else {name: value})
-    conf = Config.from_dict({**flags, "progress": "false"})
+    conf = Config.from_dict({**flags_from_text(args.flags), "progress": "false"})
     trainer = DGDML(args.input, conf, depth=args.depth_map)
     trainer.start_stage(0)
     trainer.history.append(StageHistory(scale_factor=conf.task.final_scale_factor))
