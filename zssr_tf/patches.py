@@ -124,8 +124,7 @@ def collect_patches(
     lr = grid_windows(y, lr_size)[lr_keep][..., None].astype(np.float32)
     if depth is None:
         return PatchCollection(hr=hr, lr=lr, paired=False, counts=counts)
-    with np.errstate(divide="ignore"):
-        inverse = 1.0 / depth
+    inverse = 1.0 / depth  # depths are > 0 or NaN (unknown)
     return PatchCollection(hr=hr, lr=lr, paired=False, counts=counts,
                            hr_inverse_depth=patch_mean_depth(grid_windows(inverse, hr_size))[hr_keep],
                            lr_inverse_depth=patch_mean_depth(grid_windows(inverse, lr_size))[lr_keep])

@@ -207,8 +207,12 @@ class BicubicUpsample(_Upscaling):
     authors' SRN adds to its output (Keys a = -0.75, half-pixel centres, the border clamped): the SRN's
     low-frequency branch. (`tf.image.resize` is Keys a = -0.5 and renormalises at the border instead.)"""
 
+    def __init__(self, scale: int, **kwargs):
+        super().__init__(scale, **kwargs)
+        self._phases = torch_bicubic_phases(self.scale)
+
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(_upscale_by_phases(x, torch_bicubic_phases(self.scale), "EDGE"), self.compute_dtype)
+        return tf.cast(_upscale_by_phases(x, self._phases, "EDGE"), self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="zssr_tf")
