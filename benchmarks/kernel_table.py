@@ -6,12 +6,13 @@ Per image (Set5 / Set14 HR cropped to a multiple of the scale):
   x4  the same x2 kernel k2 composed to x4 (`compose_x4`), LR = HR downscaled by 4 with it, so that the true
       kernels of ZSSR's two stages are [k2, k4] exactly.
 Rounded to 8 bits. Then (--parts):
-  kernel  KernelGAN on the LR image (flags/x<s>_estimated_kernel.cfg's --kernelgan_* settings): seconds, and the
-          kernel error (sum of squared differences after centring both, `kernel_error`) of the estimated x2 kernel
-          against the true k2, with MATLAB bicubic's error against k2 beside it (what assuming bicubic costs);
-  sr      ZSSR three times under the preset's ZSSR settings (KernelGAN's): assuming bicubic, with the estimated
-          kernel(s), with the true kernel(s): Y-PSNR / SSIM with a border shave of the scale (as paper_tables.py),
-          iterations and seconds.
+  kernel  KernelGAN on the LR image (flags/x<s>_estimated_kernel.cfg's --kernelgan_* settings), once per crop map
+          of --crop_maps (`kernelgan`, KernelGAN's; `capped`, earlier releases'): seconds, and the kernel error (sum
+          of squared differences after centring both, `kernel_error`) of the estimated x2 kernel against the true
+          k2, with MATLAB bicubic's error against k2 beside it (what assuming bicubic costs);
+  sr      ZSSR three times under the preset's ZSSR settings (KernelGAN's): assuming bicubic, with the kernel(s)
+          estimated with KernelGAN's map, with the true kernel(s): Y-PSNR / SSIM with a border shave of the scale
+          (as paper_tables.py), iterations and seconds.
 Every (dataset, scale, image, part) result is a JSON file in `<out>/cache/` (the estimated kernel in a .npy beside
 it), reused when made with the same seed and flags, so an interrupted run goes on where it stopped; `<out>/table.md`
 is rebuilt from all of them.
@@ -45,6 +46,7 @@ PAPER = ("The ZSSR paper (BSD100, x2, its Table 2): ZSSR with the true kernel 29
          "kernel 28.81 / 0.8306. KernelGAN + ZSSR on DIV2KRK (the KernelGAN paper): 30.36 / 0.8669 at x2, "
          "26.81 / 0.7316 at x4.")
 COLUMNS = ("bicubic", "estimated", "true")  # what ZSSR is told the kernel is
+CROP_MAPS = ("kernelgan", "capped")
 
 
 def lr_hr_kernels(data_dir: str, dataset: str, name: str, scale: int, seed: int):
@@ -98,7 +100,8 @@ def save(path: str, row: dict) -> None:
 def kernel_part(lr, kernels, conf, name: str, path: str, stamp: dict) -> dict:
     from zssr_tf.kernel_estimation import bicubic_downscale_kernel, estimate_kernels, kernel_error
 
-    estimate = estimate_kernels(lr, conf.replace(name=name, estimate_kernels=False))
+    estimate = estimate_kernels(lr, conf.replace(name=name, estimate_kernels=False,
+                                                 kernelgan_crop_map=stamp["crop_map"]))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.save(path[:-5] + "_x2.npy", estimate.kernel_x2)
     row = {"stamp": stamp, "seconds": round(estimate.seconds, 1), "iterations": estimate.history.iterations,
@@ -112,7 +115,7 @@ def sr_part(lr, hr, kernels, conf, scale: int, name: str, kernel_row: dict, path
     from zssr_tf import ZSSR
     from zssr_tf.kernel_estimation import compose_x4
 
-    k2 = np.load(path.replace("_sr.json", "_kernel_x2.npy"))
+    k2 = np.load(path.replace("_sr.json", "_kernel_kernelgan_x2.npy"))
     given = {"bicubic": None, "estimated": [k2] if scale == 2 else [k2, compose_x4(k2)], "true": kernels}
     conf = conf.replace(estimate_kernels=False)
     row = load(path, stamp) or {"stamp": stamp, "kernel_seconds": kernel_row["seconds"]}
@@ -143,10 +146,16 @@ def tabulate(out: str, datasets: list[str], scales: list[int]) -> str:
     for dataset in datasets:
         for scale in scales:
             rows = []
-            for path in sorted(glob.glob(cache_path(out, dataset, scale, "*", "kernel"))):
-                name = os.path.basename(path)[len(f"{dataset}_x{scale}_"):-len("_kernel.json")]
-                with open(path) as f:
-                    kernel = json.load(f)
+            kernel_files = glob.glob(cache_path(out, dataset, scale, "*", "kernel_*"))
+            names = sorted({os.path.basename(p)[len(f"{dataset}_x{scale}_"):].rsplit("_kernel_", 1)[0]
+                            for p in kernel_files})
+            for name in names:
+                kernel = {}
+                for crop_map in CROP_MAPS:
+                    path = cache_path(out, dataset, scale, name, f"kernel_{crop_map}")
+                    if os.path.exists(path):
+                        with open(path) as f:
+                            kernel[crop_map] = json.load(f)
                 sr_file = cache_path(out, dataset, scale, name, "sr")
                 sr = None
                 if os.path.exists(sr_file):
@@ -156,12 +165,16 @@ def tabulate(out: str, datasets: list[str], scales: list[int]) -> str:
             if not rows:
                 continue
             lines += [f"## {dataset} x{scale}: {len(rows)} image(s)", "",
-                      "| image | kernel error: estimated | bicubic | estimation s | ZSSR assuming bicubic | "
-                      "ZSSR, estimated kernel | ZSSR, true kernel | ZSSR iterations (b / e / t) | ZSSR s (b / e / t) |",
-                      "|---|---|---|---|---|---|---|---|---|"]
+                      "| image | kernel error: KernelGAN's map | capped map | bicubic | estimation s (KernelGAN's / "
+                      "capped) | ZSSR assuming bicubic | ZSSR, estimated kernel (KernelGAN's map) | ZSSR, true kernel "
+                      "| ZSSR iterations (b / e / t) | ZSSR s (b / e / t) |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
             for name, kernel, sr in rows:
-                cells = [name, fmt(kernel["error_estimated"], 4), fmt(kernel["error_bicubic"], 4),
-                         f"{kernel['seconds']:.0f}"]
+                any_row = next(iter(kernel.values()))
+                cells = [name, *(fmt(kernel[m]["error_estimated"], 4) if m in kernel else "not run"
+                                 for m in CROP_MAPS),
+                         fmt(any_row["error_bicubic"], 4),
+                         " / ".join(f"{kernel[m]['seconds']:.0f}" if m in kernel else "-" for m in CROP_MAPS)]
                 if sr is None:
                     cells += ["not run"] * 3 + ["-", "-"]
                 else:
@@ -170,10 +183,14 @@ def tabulate(out: str, datasets: list[str], scales: list[int]) -> str:
                               " / ".join(f"{sr[c]['seconds']:.0f}" if c in sr else "-" for c in COLUMNS)]
                 lines.append("| " + " | ".join(cells) + " |")
             with_sr = [sr for _, _, sr in rows if sr is not None and set(COLUMNS) <= set(sr)]
-            mean_cells = [f"**mean of {len(rows)}**",
-                          fmt(np.mean([k["error_estimated"] for _, k, _ in rows]), 4),
-                          fmt(np.mean([k["error_bicubic"] for _, k, _ in rows]), 4),
-                          f"{np.mean([k['seconds'] for _, k, _ in rows]):.0f}"]
+
+            def mean_of(crop_map: str, key: str, digits: int, rows=rows) -> str:
+                values = [k[crop_map][key] for _, k, _ in rows if crop_map in k]
+                return f"{np.mean(values):.{digits}f} ({len(values)})" if values else "-"
+
+            mean_cells = [f"**mean of {len(rows)}**", *(mean_of(m, "error_estimated", 4) for m in CROP_MAPS),
+                          fmt(np.mean([next(iter(k.values()))["error_bicubic"] for _, k, _ in rows]), 4),
+                          " / ".join(mean_of(m, "seconds", 0) for m in CROP_MAPS)]
             if with_sr:
                 mean_cells += [f"{np.mean([s[c]['psnr'] for s in with_sr]):.2f} / "
                                f"{np.mean([s[c]['ssim'] for s in with_sr]):.4f} ({len(with_sr)})" for c in COLUMNS]
@@ -191,6 +208,7 @@ def main() -> None:
     parser.add_argument("--images", default="", help="comma-separated names (default: every HR image)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images per dataset")
     parser.add_argument("--parts", default="kernel,sr")
+    parser.add_argument("--crop_maps", default="kernelgan", help="the kernel part's crop maps: kernelgan,capped")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra_flags", default="", help="flags added to the preset (smoke tests)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "kernel_estimation"))
@@ -199,8 +217,9 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     datasets, scales = args.datasets.split(","), [int(s) for s in args.scales.split(",")]
     parts = args.parts.split(",")
-    if not set(parts) <= {"kernel", "sr"} or not set(scales) <= {2, 4}:
-        parser.error("--parts: kernel and/or sr; --scales: 2 and/or 4")
+    crop_maps = args.crop_maps.split(",")
+    if not set(parts) <= {"kernel", "sr"} or not set(scales) <= {2, 4} or not set(crop_maps) <= set(CROP_MAPS):
+        parser.error("--parts: kernel and/or sr; --scales: 2 and/or 4; --crop_maps: kernelgan and/or capped")
     extra = dict(flag[2:].split("=", 1) for flag in args.extra_flags.split())
     if not args.tabulate_only:
         from absl import logging
@@ -217,16 +236,20 @@ def main() -> None:
                 stamp = {"seed": args.seed, "preset": preset_flags(preset(scale)), "extra": extra}
                 for name in names:
                     lr, hr, kernels = lr_hr_kernels(args.data_dir, dataset, name, scale, args.seed)
-                    kernel_file = cache_path(args.out, dataset, scale, name, "kernel")
-                    kernel_row = load(kernel_file, stamp)
-                    if kernel_row is None:  # both parts need it
-                        kernel_row = kernel_part(lr, kernels, conf, name, kernel_file, stamp)
-                        print(f"{dataset} x{scale} {name}: kernel error {kernel_row['error_estimated']:.4f} "
-                              f"(bicubic {kernel_row['error_bicubic']:.4f}), {kernel_row['seconds']:.0f} s",
-                              flush=True)
+                    kernel_rows = {}  # the sr part's estimated column is KernelGAN's map's kernel
+                    for crop_map in dict.fromkeys(crop_maps + (["kernelgan"] if "sr" in parts else [])):
+                        kernel_file = cache_path(args.out, dataset, scale, name, f"kernel_{crop_map}")
+                        kernel_stamp = {**stamp, "crop_map": crop_map}
+                        kernel_row = load(kernel_file, kernel_stamp)
+                        if kernel_row is None:
+                            kernel_row = kernel_part(lr, kernels, conf, name, kernel_file, kernel_stamp)
+                            print(f"{dataset} x{scale} {name} ({crop_map} map): kernel error "
+                                  f"{kernel_row['error_estimated']:.4f} (bicubic {kernel_row['error_bicubic']:.4f}), "
+                                  f"{kernel_row['seconds']:.0f} s", flush=True)
+                        kernel_rows[crop_map] = kernel_row
                     sr_file = cache_path(args.out, dataset, scale, name, "sr")
                     if "sr" in parts and not set(COLUMNS) <= set(load(sr_file, stamp) or {}):
-                        row = sr_part(lr, hr, kernels, conf, scale, name, kernel_row, sr_file, stamp)
+                        row = sr_part(lr, hr, kernels, conf, scale, name, kernel_rows["kernelgan"], sr_file, stamp)
                         print(f"{dataset} x{scale} {name}: " + ", ".join(
                             f"{c} {row[c]['psnr']:.2f} dB" for c in COLUMNS), flush=True)
     os.makedirs(args.out, exist_ok=True)

@@ -18,8 +18,8 @@ from zssr_tf.degradations import anisotropic_gaussian_kernel
 from zssr_tf.image_io import write_image
 from zssr_tf.imresize import imresize
 from zssr_tf.kernel_estimation import (BICUBIC_FLOOR, ConstraintSchedule, KernelGAN, bicubic_downscale_kernel,
-                                       compose_x4, estimate_kernels, kernel_error, probability_map, sample_corners,
-                                       significant_kernel)
+                                       compose_x4, crop_maps, crop_probability_map, estimate_kernels, gradient_map,
+                                       kernel_error, sample_corners, significant_kernel)
 from zssr_tf.kernels import kernel_shift, load_kernel
 from zssr_tf.models.kernelgan import build_linear_generator, build_patch_discriminator, read_kernel
 
@@ -109,11 +109,82 @@ def test_constraint_schedule_switches_when_it_should():
 
 def test_crops_are_drawn_where_the_image_has_structure():
     image = np.full((80, 80, 1), 0.5, np.float32)
-    image[:, 50:, 0] = np.indices((80, 30))[1] % 2  # stripes on the right, flat on the left
-    weights = probability_map(image, 20)
-    corners = sample_corners(weights, 20, 500, np.random.default_rng(0), even=True)
-    assert np.all(corners % 2 == 0) and corners.min() >= 0 and corners[:, 1].max() <= 60
-    assert np.mean(corners[:, 1] + 10 > 40) > 0.95  # the centres sit near the stripes
+    image[:, 50:, 0] = (np.indices((80, 30))[1] // 2) % 2  # stripes on the right, flat on the left
+    g_map, d_map = crop_maps(image, 20, 20)
+    for weights in (g_map, d_map):
+        corners = sample_corners(weights, 20, 500, np.random.default_rng(0))
+        assert np.all(corners % 2 == 0) and corners.min() >= 0 and corners[:, 1].max() <= 60
+        assert np.mean(corners[:, 1] + 10 > 40) > 0.95  # the centres sit near the stripes
+
+
+def test_corners_are_moved_inside_then_made_even():
+    weights = np.zeros((41, 41))
+    weights[40, 40] = 1  # every centre in the corner pixel: the crop is moved inside (corner 21, odd), then to 20
+    assert sample_corners(weights, 20, 3, np.random.default_rng(0)).tolist() == [[20, 20]] * 3
+
+
+def kernelgan_gradient_map(image):
+    """KernelGAN's gradient map, written out with a sort and scipy's convolution (its own tools), on rgb2gray."""
+    luma = image @ np.array([0.299, 0.587, 0.114])
+    d0, d1 = np.gradient(luma)
+
+    def zero_border(x, edge):
+        out = np.zeros_like(x)
+        out[edge:-edge, edge:-edge] = x[edge:-edge, edge:-edge]
+        return out
+
+    def top_three_percent(x):
+        ordered = np.sort(x.ravel())
+        low = ordered[int(0.97 * x.size)]
+        high = ordered[int(0.97 * x.size) + 1]
+        return np.clip(x, low, high if high > low else low + 1e-5) - low
+
+    terms = [top_three_percent(zero_border(np.abs(d0), 5)), top_three_percent(zero_border(np.abs(d1), 5)),
+             zero_border(np.hypot(d0, d1), 5)]
+    total = scipy.signal.convolve2d(sum(t / t.sum() for t in terms), np.ones((5, 5)), "same") / 25
+    return total / total.mean()
+
+
+def test_gradient_and_probability_maps_are_kernelgans():
+    image = smooth_image(70, 90, 3, seed=4).astype(np.float64)
+    image[20:30, 40:44] += 0.3
+    expected = kernelgan_gradient_map(image)
+    np.testing.assert_allclose(gradient_map(image), expected, rtol=1e-9, atol=1e-12)
+    blurred = scipy.signal.convolve2d(expected, np.ones((13, 13)), "same") / 169
+    blurred[:13], blurred[-13:], blurred[:, :13], blurred[:, -13:] = 0, 0, 0, 0
+    np.testing.assert_allclose(crop_probability_map(expected, 26), blurred / blurred.sum(), rtol=1e-9, atol=1e-15)
+
+
+def test_the_map_weighs_a_short_strong_edge_above_a_long_weak_one():
+    """KernelGAN's indicator of the top 3% of gradients leaves the long weak edge (a full-height ramp) out; the
+    capped map of earlier releases keeps its every pixel."""
+    image = np.full((128, 128, 1), 0.2)
+    image[30:42, 30:42] = 0.7  # a 12-px bright square: short strong edges
+    image[:, :, 0] += np.clip((np.arange(128) - 90) / 6, 0, 1)[None, :] * 0.05
+    kernelgan = crop_maps(image, 40, 26)[1][:, :64].sum()
+    capped = crop_maps(image, 40, 26, "capped")[1][:, :64].sum()
+    assert kernelgan > 0.9 and capped < 0.85
+
+
+def test_generators_crops_follow_the_map_of_the_half_size_image():
+    """Period-4 stripes become period 2 at x0.5, whose central differences are 0: D's crops find them, G's do not."""
+    image = np.full((128, 128, 1), 0.5)
+    image[:, :64, 0] = 0.3 + 0.4 * ((np.arange(64) // 2) % 2)
+    image[:, 64:, 0] = 0.3 + 0.4 * ((np.arange(64) // 8) % 2)  # period 16: structure at both sizes
+    g_map, d_map = crop_maps(image, 40, 26)
+    g_centres = sample_corners(g_map, 40, 400, np.random.default_rng(0))[:, 1] + 20
+    d_centres = sample_corners(d_map, 26, 400, np.random.default_rng(0))[:, 1] + 13
+    assert np.mean(g_centres < 64) < 0.15 and np.mean(d_centres < 64) > 0.6
+    assert crop_maps(image, 40, 26, "capped")[0][:, :64].sum() > 0.6  # earlier releases: G's map was D's
+
+
+def test_discriminator_judges_the_updated_generator():
+    """KernelGAN trains D on G's output after G's step; `updated_output` computes it from G's kernel."""
+    trainer = KernelGAN(smooth_image(64, 64), Config().replace(**TINY_KERNELGAN))
+    g_input, d_real = next(iter(trainer.example_dataset(1)))
+    trainer.train_step(g_input, d_real)
+    expected = trainer.networks["generator"](g_input).numpy()[:, :, :, 0].transpose(1, 2, 0)[None]
+    np.testing.assert_allclose(trainer.updated_output(g_input).numpy(), expected, atol=1e-6)
 
 
 def test_schedule_runs_on_the_engine():
@@ -133,7 +204,7 @@ def test_schedule_runs_on_the_engine():
 def test_crops_find_a_small_textured_object_on_a_flat_background():
     image = np.full((100, 100, 1), 0.5, np.float32)
     image[60:70, 20:30, 0] = np.random.default_rng(1).uniform(size=(10, 10))  # 1% of the pixels
-    corners = sample_corners(probability_map(image, 26), 26, 200, np.random.default_rng(0))
+    corners = sample_corners(crop_maps(image, 40, 26)[1], 26, 200, np.random.default_rng(0))
     centres = corners + 13
     assert np.all(np.abs(centres - [65, 25]).max(axis=1) <= 20)
 

@@ -511,6 +511,11 @@ class KernelGANConfig:
         "output, (crop_size - 13) // 2 + 1 (26). Images smaller than this are refused.")
     width: int = _field(64, "KernelGAN: channels of the generator's and the discriminator's hidden layers.")
     discriminator_depth: int = _field(7, "KernelGAN: layers of the discriminator (a 7x7 one, then 1x1 ones).")
+    crop_map: str = _field(
+        "kernelgan", "KernelGAN: where crops are drawn: kernelgan (KernelGAN's maps: the top 3% of the luma's "
+        "gradients plus its gradient magnitude, blurred; G's crops from the map of the x0.5 image, D's from the "
+        "image's) or capped (earlier releases: the gradient magnitude capped at its 97th percentile, one map of the "
+        "image for both, much broader).", ("kernelgan", "capped"))
     bicubic_weight: float = _field(
         5.0, "KernelGAN: starting weight of the similarity of G's output to bicubic downscaling; divided by 100 "
         "every 200 iterations once the similarity is reached (floor 5e-6).")
@@ -524,6 +529,7 @@ class KernelGANConfig:
 
     def __post_init__(self) -> None:
         prefix = "kernelgan_"
+        _check_choice(self, prefix)
         _check_positive(self, ("max_iters", "learning_rate_decay_every", "width"), prefix)
         _check(self.crop_size >= 32, f"kernelgan_crop_size: must be >= 32, got {self.crop_size}")
         _check(self.discriminator_depth >= 2,
