@@ -27,6 +27,7 @@ import shutil
 import time
 from typing import Any, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -40,7 +41,7 @@ from zssr_tf.imresize import imresize
 from zssr_tf.depth import DEPTH_EXTENSIONS
 from zssr_tf.methods import DEPTH_METHODS, METHODS
 from zssr_tf.engine import Coroutine, drive, max_input_megapixels, read_ground_truth
-from zssr_tf.models.weights import check_init_weights
+from zssr_tf.models.weights import check_init_weights, save_model
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")
 
@@ -191,6 +192,7 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
             upscaled_alpha = imresize(alpha, sf, output_shape=sr.shape[:2], kernel=conf.task.upscale_method)
             sr = np.concatenate([sr, np.clip(upscaled_alpha, 0, 1).astype(np.float32)], axis=2)
         write_image(path, sr, image.bit_depth)
+    write_kept_tests(trainer, os.path.join(output_dir, f"{name}_{conf.method}_tests"))
     result = RunResult(name=name, outputs=outputs, image=trainer.outputs[-1], seconds=time.perf_counter() - start,
                        iterations=[h.iterations for h in trainer.history], kernel_files=kernel_files,
                        kernel_seconds=None if estimate is None else estimate.seconds)
@@ -223,6 +225,22 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
             os.remove(os.path.join(resume, "checkpoint", "state.json"))
         shutil.rmtree(resume, ignore_errors=True)
     return result
+
+
+def write_kept_tests(trainer, folder: str) -> None:
+    """A method's kept tests (ZSRGAN's protocol): `iter_<n>.png`, the generator's output after n steps, and
+    `iter_<n>.keras`, that generator (`--init_weights` takes it); `stage<i>_` before them in gradual runs."""
+    tests = [t for t in getattr(trainer, "kept_tests", []) if t.image is not None]
+    if not tests:
+        return
+    os.makedirs(folder, exist_ok=True)
+    generator = keras.models.clone_model(trainer.networks["generator"])
+    stages = len({t.stage for t in tests}) > 1
+    for test in tests:
+        stem = os.path.join(folder, (f"stage{test.stage}_" if stages else "") + f"iter_{test.iterations:05d}")
+        write_image(stem + ".png", test.image)
+        generator.set_weights(test.weights)
+        save_model(generator, stem + ".keras")
 
 
 def _final_test(trainer) -> str:

@@ -365,12 +365,34 @@ class ZSRGANConfig:
     min_father_size: int = _field(
         64, "ZSRGAN: the smallest shorter side of a father (a bicubic downscaling of the input); larger fathers "
         "are drawn more often, in proportion to their area.")
+    value_range: str = _field(
+        "-1,1", "ZSRGAN: the range the networks and the L1 loss compute in: -1,1 (the authors' code: the generator's "
+        "convolutions and the discriminator see [-1, 1] images, and the L1 is twice that on [0, 1]) or 0,1.",
+        ("-1,1", "0,1"))
     noise_std: float = _field(
-        0.05, "ZSRGAN: standard deviation of the Gaussian noise on the generator's input (the interpolated son), "
-        "in [0, 1] image units: the report's sigma 0.1 on the [-1, 1] range its code computes in.")
+        0.1, "ZSRGAN: standard deviation of the Gaussian noise the generator adds to the input of its convolutions "
+        "(not to the residual, so it reaches the output only through them), in the units of "
+        "--zsrgan_value_range: the authors' 0.1 on [-1, 1].")
+    noise_at_test: bool = _field(
+        True, "ZSRGAN: whether that noise is also drawn when the generator makes the output (the authors' code "
+        "draws it at every forward pass).")
+    fathers: str = _field(
+        "authors", "ZSRGAN: how fathers are drawn: authors (shorter side from --zsrgan_min_father_size to the "
+        "input's, both sides divisible by the scale factor, probability by area; the crop is min(crop_size, the "
+        "father's shorter side), so its size varies) or fixed_crop (earlier releases: no father below the crop, "
+        "one crop size).", ("authors", "fixed_crop"))
+    update: str = _field(
+        "d_then_g", "ZSRGAN: d_then_g (the authors' code: the discriminator's step first, then the generator's "
+        "loss against the updated discriminator) or joint (both from one forward pass; earlier releases).",
+        ("d_then_g", "joint"))
     test_every: int = _field(
-        100, "ZSRGAN: iterations between quick tests (reconstruction error of the input from its son, true error "
-        "with ground truth): monitoring only.")
+        100, "ZSRGAN: iterations between tests: the reconstruction error of the input from its son and, with a "
+        "ground truth, the authors' protocol: the generator's whole output, its RGB PSNR (0..255, no shave) and "
+        "SSIM, kept with the generator of that test (<name>_zsrgan_tests/).")
+    select: str = _field(
+        "last", "ZSRGAN: which generator makes the output: last (the last iteration's) or psnr (the test with the "
+        "highest PSNR against the ground truth: an oracle, as the report's numbers are, which needs "
+        "--ground_truth).", ("last", "psnr"))
     # Output.
     output_flip: bool = _field(
         False, "ZSRGAN: whether the final output is ZSSR's self-ensemble (median of the 8 rotations and mirrors) "
@@ -387,6 +409,8 @@ class ZSRGANConfig:
         _check(self.crop_size >= 64, f"zsrgan_crop_size: the discriminator needs crops of at least 64, got "
                f"{self.crop_size}")
         _check(1 <= self.min_father_size, "zsrgan_min_father_size: must be >= 1")
+        _check(self.fathers == "fixed_crop" or self.min_father_size >= 64,
+               f"zsrgan_min_father_size: the discriminator needs crops of at least 64, got {self.min_father_size}")
         _check_nonnegative(self, ("reconstruction_weight", "perceptual_weight", "adversarial_weight",
                                   "discriminator_loss_weight", "init_variance", "noise_std"), prefix)
         _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "zsrgan_learning_rate: must be > 0")

@@ -300,16 +300,29 @@ def build_device_example_dataset(
 
 
 def draw_zsrgan_father_shape(
-    input_shape: Sequence[int], crop_size: int, min_father_size: int, rng: np.random.Generator
+    input_shape: Sequence[int], crop_size: int, min_father_size: int, rng: np.random.Generator,
+    fathers: str = "authors", scale: int = 2,
 ) -> tuple[int, int]:
-    """ZSRGAN's father size (the report's 3.1): the input's aspect ratio, its shorter side drawn from
-    [max(min_father_size, crop_size), the input's shorter side] with probability proportional to the area, so sizes
-    near the input's are the likeliest. Sides below the crop are not drawn: every step sees one crop shape."""
+    """ZSRGAN's father size (the report's 3.1): the input's aspect ratio, its shorter side drawn with probability
+    proportional to the father's area, so sizes near the input's are the likeliest.
+
+    `authors` (the authors' code): shorter sides from `min_father_size` to the input's, keeping only fathers whose
+    two sides are multiples of `scale` (the longer one rounded from the aspect ratio); the crop is then min(crop,
+    shorter side). `fixed_crop` (earlier releases): shorter sides from max(min_father_size, crop_size), every side
+    at least the crop, so every step sees one crop shape.
+    """
     height, width = input_shape[:2]
     shorter = min(height, width)
-    sides = np.arange(min(max(min_father_size, crop_size), shorter), shorter + 1)
-    side = int(rng.choice(sides, p=sides.astype(np.float64) ** 2 / np.sum(sides.astype(np.float64) ** 2)))
-    return max(crop_size, round(height * side / shorter)), max(crop_size, round(width * side / shorter))
+    low = min_father_size if fathers == "authors" else max(min_father_size, crop_size)
+    sides = np.arange(min(low, shorter), shorter + 1)
+    shapes = np.stack([np.round(height * sides / shorter), np.round(width * sides / shorter)], axis=1).astype(int)
+    if fathers == "authors":
+        divisible = np.all(shapes % scale == 0, axis=1)
+        shapes = shapes[divisible] if divisible.any() else shapes[-1:]
+    else:
+        shapes = np.maximum(shapes, crop_size)
+    areas = np.prod(shapes.astype(np.float64), axis=1)
+    return tuple(int(v) for v in shapes[rng.choice(len(shapes), p=areas / areas.sum())])
 
 
 def dihedral_batch(image: np.ndarray) -> np.ndarray:
@@ -324,27 +337,27 @@ def make_zsrgan_example(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ZSRGAN batch: a father (the input resized with bicubic, `draw_zsrgan_father_shape`), its son (resized
     down by the scale factor with the stage's kernel, bicubic by default) interpolated back, one random crop of
-    both, its 12 rotations and mirrors, and Gaussian noise on the generator's input.
+    both (min(crop_size, the father's shorter side)), its 12 rotations and mirrors. The generator adds its own
+    noise (`models.generators.BranchNoise`).
 
     Arguments as `build_zsrgan_dataset`, with the batch's generator `rng`.
 
     Returns:
-      (noisy interpolated lr_son, hr_father), each [12, crop_size, crop_size, C] float32.
+      (interpolated lr_son, hr_father), each [12, crop, crop, C] float32.
     """
-    noise_std = conf.zsrgan.noise_std
-    father_shape = draw_zsrgan_father_shape(image.shape, crop_size, conf.zsrgan.min_father_size, rng)
+    c = conf.zsrgan
+    father_shape = draw_zsrgan_father_shape(image.shape, crop_size, c.min_father_size, rng, c.fathers,
+                                            max(1, round(max(scale_factor))))
+    crop = min(crop_size, *father_shape)
     scale = np.array(father_shape, np.float64) / np.array(image.shape[:2], np.float64)
     hr_father = np.clip(imresize(image, scale_factor=scale, output_shape=father_shape, kernel="cubic"), 0, 1)
     lr_son = father_to_son(hr_father, scale_factor, kernel)
     interpolated = interpolate(lr_son, scale_factor, father_shape, conf.task.upscale_method)
-    top = int(rng.integers(0, father_shape[0] - crop_size + 1))
-    left = int(rng.integers(0, father_shape[1] - crop_size + 1))
-    window = np.s_[top:top + crop_size, left:left + crop_size]
-    fathers = dihedral_batch(hr_father[window]).astype(np.float32)
-    sons = dihedral_batch(interpolated[window])
-    if noise_std > 0:
-        sons = sons + rng.normal(0.0, noise_std, sons.shape)
-    return sons.astype(np.float32), fathers
+    top = int(rng.integers(0, father_shape[0] - crop + 1))
+    left = int(rng.integers(0, father_shape[1] - crop + 1))
+    window = np.s_[top:top + crop, left:left + crop]
+    return dihedral_batch(interpolated[window]).astype(np.float32), dihedral_batch(hr_father[window]).astype(
+        np.float32)
 
 
 def build_zsrgan_dataset(
@@ -357,22 +370,26 @@ def build_zsrgan_dataset(
     Args:
       image: the input, float32 [H, W, C] in [0, 1], both sides at least `crop_size`.
       scale_factor, kernel: the stage's (vertical, horizontal) factor and degradation kernel.
-      conf: `zsrgan.min_father_size`, `zsrgan.noise_std` and `task.upscale_method`.
+      conf: `zsrgan.min_father_size`, `zsrgan.fathers` and `task.upscale_method`.
       crop_size: side of the crops (at most the input's shorter side).
       seed: ints that, with the batch index, seed each batch's generator.
       num_examples: length of the dataset.
 
     Returns:
-      A dataset of (lr_son, hr_father) pairs, each [12, crop_size, crop_size, C] float32.
+      A dataset of (lr_son, hr_father) pairs, each [12, crop, crop, C] float32: crop is crop_size, or varies
+      with the father (`--zsrgan_fathers=authors`).
     """
-    shape = (12, crop_size, crop_size, image.shape[2])
+    fixed = conf.zsrgan.fathers == "fixed_crop"
+    shape = (12, crop_size if fixed else None, crop_size if fixed else None, image.shape[2])
 
     def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return make_zsrgan_example(image, scale_factor, kernel, conf, crop_size, _example_rng(seed, index))
 
     def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
-        return tf.reshape(lr_son, shape), tf.reshape(hr_father, shape)
+        lr_son.set_shape(shape)
+        hr_father.set_shape(shape)
+        return lr_son, hr_father
 
     return tf.data.Dataset.range(num_examples).map(example_op, num_parallel_calls=2).prefetch(2)
 

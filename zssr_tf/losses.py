@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -19,18 +21,32 @@ def l1_loss(output: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(output, tf.float32) - tf.cast(target, tf.float32)))
 
 
+@tf.custom_gradient
+def _torch_bce(p: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, Any]:
+    """PyTorch's `BCELoss` per entry: the logs clamped at -100 in the value only; the gradient is
+    (p - label) / max(p (1 - p), 1e-12), so it never vanishes short of p being exactly 0 or 1."""
+    value = -(label * tf.maximum(tf.math.log(p), -100.0) + (1.0 - label) * tf.maximum(tf.math.log(1.0 - p), -100.0))
+
+    def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, None]:
+        return upstream * (p - label) / tf.maximum(p * (1.0 - p), 1e-12), None
+
+    return value, grad
+
+
 def binary_cross_entropy(probabilities: tf.Tensor, real: bool) -> tf.Tensor:
-    """Mean binary cross-entropy of a discriminator's probability map against all-real (1) or all-fake (0).
+    """Mean binary cross-entropy of a discriminator's probability map against all-real (1) or all-fake (0), as
+    PyTorch's `nn.BCELoss` (ZSRGAN's authors' code): not clipped, so a saturated discriminator still passes a
+    gradient (Keras's loss clips the probabilities to [1e-7, 1 - 1e-7], where the gradient is 0).
 
     Args:
       probabilities: [N, h, w, 1] sigmoid outputs.
       real: the label every entry is compared with.
 
     Returns:
-      float32 scalar (probabilities are clipped to [1e-7, 1 - 1e-7], as Keras's loss does).
+      float32 scalar.
     """
-    p = tf.clip_by_value(tf.cast(probabilities, tf.float32), 1e-7, 1.0 - 1e-7)
-    return -tf.reduce_mean(tf.math.log(p) if real else tf.math.log(1.0 - p))
+    p = tf.cast(probabilities, tf.float32)
+    return tf.reduce_mean(_torch_bce(p, tf.fill(tf.shape(p), 1.0 if real else 0.0)))
 
 
 def vgg_preprocess(images: tf.Tensor) -> tf.Tensor:

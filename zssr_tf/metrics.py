@@ -66,6 +66,14 @@ def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
     return float(skimage.metrics.peak_signal_noise_ratio(hr, sr, data_range=255.0))
 
 
+def uniform_ssim(sr: np.ndarray, hr: np.ndarray) -> float:
+    """SSIM with `skimage.metrics.structural_similarity`'s defaults (a 7x7 uniform window) over the RGB channels of
+    the 8-bit values: ZSRGAN's report and its authors' test compute it so (`ssim` is SR papers' Gaussian one)."""
+    sr, hr = _compared_planes("uniform_ssim", sr, hr, 0, False)
+    return float(skimage.metrics.structural_similarity(hr, sr, channel_axis=2 if hr.ndim == 3 else None,
+                                                       data_range=255))
+
+
 def psnr_of_mse(mse: float, peak: float = 1.0) -> float:
     """PSNR in dB of a mean squared error (of [0, 1] images by default); capped at 200 dB for identical images."""
     return float(10 * np.log10(peak**2 / max(mse, 1e-20 * peak**2)))

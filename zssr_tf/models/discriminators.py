@@ -18,8 +18,8 @@ def build_dcgan_discriminator(
     """ZSRGAN's discriminator: DCGAN's (Radford et al.) with one block fewer, so crops down to 64x64 fit.
 
     `blocks` x [4x4 convolution with stride 2 and padding 1 (no bias), batch norm, LeakyReLU 0.2], channels
-    width, 2 * width, ... (at most 8 * width: 64 -> 128 -> 256 -> 512), then a 4x4 convolution (no padding) to one
-    map and a sigmoid. A 128x128 crop gives a 5x5 map, a 64x64 crop a 1x1 map.
+    width, 2 * width, ... (at most 8 * width: 64 -> 128 -> 256 -> 512), then a 4x4 convolution (no padding, no
+    bias, as the authors' code) to one map and a sigmoid. A 128x128 crop gives a 5x5 map, a 64x64 crop a 1x1 map.
 
     Args:
       channels: image channels (1 or 3).
@@ -44,9 +44,11 @@ def build_dcgan_discriminator(
         x = keras.layers.ZeroPadding2D(1, dtype=dtype_policy, name=f"pad_{i}")(x)
         x = keras.layers.Conv2D(min(width * 2**i, 8 * width), 4, strides=2, use_bias=False,
                                 kernel_initializer=initializer(i), dtype=dtype_policy, name=f"conv_{i}")(x)
-        x = keras.layers.BatchNormalization(dtype=dtype_policy, name=f"batch_norm_{i}")(x)
+        # PyTorch's BatchNorm2d defaults, as the authors' code: epsilon 1e-5, running averages by 0.1 per step.
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dtype_policy, name=f"batch_norm_{i}")(x)
         x = keras.layers.LeakyReLU(0.2, dtype=dtype_policy, name=f"leaky_relu_{i}")(x)
-    x = keras.layers.Conv2D(1, 4, kernel_initializer=initializer(blocks), dtype=dtype_policy, name="logits")(x)
+    x = keras.layers.Conv2D(1, 4, use_bias=False, kernel_initializer=initializer(blocks), dtype=dtype_policy,
+                            name="logits")(x)
     probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probability")(x)
     return keras.Model(image, probabilities, name=name)
 

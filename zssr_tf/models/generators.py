@@ -25,6 +25,9 @@ def build_zssr_generator(
     upsampler: str = "interpolate",
     scale: int = 1,
     upscale_method: str = "cubic",
+    branch_range: str = "0,1",
+    branch_noise_std: float = 0.0,
+    branch_noise_at_test: bool = False,
 ) -> keras.Model:
     """The ZSSR network: `depth` 3x3 convolutions, no biases, ReLU on all but the last, global residual.
 
@@ -48,6 +51,11 @@ def build_zssr_generator(
       upsampler: "interpolate" or "pixel_shuffle".
       scale: the integer scale factor of a pixel-shuffle network (ignored by "interpolate").
       upscale_method: the kernel of a pixel-shuffle network's residual (`imresize.KERNEL_NAMES`).
+      branch_range: "0,1", or "-1,1": the convolutions see 2x - 1 and their output is halved before the residual
+        is added, so they compute what a network in [-1, 1] does (ZSRGAN's authors' code); images stay in [0, 1].
+      branch_noise_std: Gaussian noise added to the convolutions' input only (`BranchNoise`, in branch_range
+        units; 0: none): ZSRGAN's authors' code.
+      branch_noise_at_test: the noise is drawn at inference too, not only in training.
 
     Returns:
       A `keras.Model` mapping [N, H, W, channels] images in [0, 1] (interpolated ones for "interpolate") to
@@ -64,6 +72,13 @@ def build_zssr_generator(
     scale = int(scale) if shuffle else 1
     interpolated = keras.Input(shape=(None, None, channels), name="lr" if shuffle else "interpolated_lr")
     x = interpolated
+    if branch_range not in ("0,1", "-1,1"):
+        raise ValueError(f"branch_range: {branch_range!r} is not one of 0,1, -1,1")
+    if branch_range == "-1,1":
+        x = keras.layers.Rescaling(2.0, offset=-1.0, dtype=dtype_policy, name="to_minus_one_one")(x)
+    if branch_noise_std > 0:
+        x = BranchNoise(branch_noise_std, branch_noise_at_test, seed=None if seed is None else seed + depth,
+                        dtype=dtype_policy, name="branch_noise")(x)
     c_in = channels
     for i in range(depth):
         last = i == depth - 1
@@ -76,6 +91,8 @@ def build_zssr_generator(
             dtype=dtype_policy, name=f"filter_{i}",  # the original's variable names
         )(x)
         c_in = filters
+    if branch_range == "-1,1":
+        x = keras.layers.Rescaling(0.5, dtype=dtype_policy, name="from_minus_one_one")(x)
     base = interpolated
     radius = depth  # an output pixel sees one input pixel more on each side per 3x3 convolution
     if shuffle:
@@ -199,6 +216,27 @@ def _upscale_by_phases(x: tf.Tensor, phases: np.ndarray, pad: str) -> tf.Tensor:
         planes = tf.pad(planes, [[0, 0], [r, r], [r, r], [0, 0]], mode=pad)
     y = tf.nn.depth_to_space(tf.nn.conv2d(planes, filters, 1, "VALID"), scale)
     return tf.transpose(tf.reshape(y, [n, c, h * scale, w * scale]), [0, 2, 3, 1])
+
+
+@keras.saving.register_keras_serializable(package="zssr_tf")
+class BranchNoise(keras.layers.Layer):
+    """Adds N(0, stddev) noise in training and, with `at_test`, at inference too (`keras.layers.GaussianNoise`
+    never does): ZSRGAN's authors draw it at every forward pass. Its seed state is a variable of the layer, so a
+    checkpoint resumes the same draws."""
+
+    def __init__(self, stddev: float, at_test: bool = False, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev, self.at_test, self.seed = float(stddev), bool(at_test), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if not (training or self.at_test):
+            return x
+        return x + keras.random.normal(keras.ops.shape(x), stddev=self.stddev, dtype=x.dtype,
+                                       seed=self.seed_generator)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "stddev": self.stddev, "at_test": self.at_test, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="zssr_tf")
