@@ -68,9 +68,14 @@ def row_flags(row: str, vgg_weights: str, extra: list[str], seed: int) -> dict[s
 
 
 def measure(sr: np.ndarray, hr: np.ndarray) -> dict:
-    from zssr_tf.metrics import niqe, psnr, ssim, uniform_ssim
+    from skimage.metrics import structural_similarity
 
-    return {"psnr_rgb": psnr(sr, hr, y_channel=False), "ssim_report": uniform_ssim(sr, hr),
+    # Only what every checkout has (--code may be an earlier one): `metrics.uniform_ssim` computes the same.
+    from zssr_tf.metrics import niqe, psnr, ssim, to_8bit_values
+
+    return {"psnr_rgb": psnr(sr, hr, y_channel=False),
+            "ssim_report": structural_similarity(to_8bit_values(hr), to_8bit_values(sr), channel_axis=2,
+                                                 data_range=255),
             "ssim_rgb": ssim(sr, hr, y_channel=False), "psnr_y_shave2": psnr(sr, hr, border=2),
             "niqe": niqe(sr, border=2)}
 
