@@ -230,7 +230,7 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
 def write_kept_tests(trainer, folder: str) -> None:
     """A method's kept tests (ZSRGAN's protocol): `iter_<n>.png`, the generator's output after n steps, and
     `iter_<n>.keras`, that generator (`--init_weights` takes it); `stage<i>_` before them in gradual runs."""
-    tests = [t for t in getattr(trainer, "kept_tests", []) if t.image is not None]
+    tests = [t for t in getattr(trainer, "kept_tests", []) if t.png is not None]
     if not tests:
         return
     os.makedirs(folder, exist_ok=True)
@@ -238,7 +238,7 @@ def write_kept_tests(trainer, folder: str) -> None:
     stages = len({t.stage for t in tests}) > 1
     for test in tests:
         stem = os.path.join(folder, (f"stage{test.stage}_" if stages else "") + f"iter_{test.iterations:05d}")
-        write_image(stem + ".png", test.image)
+        write_bytes_atomically(stem + ".png", test.png)
         generator.set_weights(test.weights)
         save_model(generator, stem + ".keras")
 

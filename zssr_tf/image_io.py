@@ -175,6 +175,15 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
       ImageError: the image cannot be encoded in that format or the file cannot be written.
     """
     path = os.fspath(path)
+    write_bytes_atomically(path, encode_image(image, bit_depth, os.path.splitext(path)[1].lower() or ".png", path))
+
+
+def encode_image(image: np.ndarray, bit_depth: int = 8, extension: str = ".png", name: str = "image") -> bytes:
+    """A float [0, 1] image encoded as a file of `extension` (`write_image`'s bytes; `name` for the message).
+
+    Raises:
+      ImageError: the image cannot be encoded in that format.
+    """
     pixels = to_uint(np.asarray(image), bit_depth)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
@@ -182,11 +191,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     elif pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
-    extension = os.path.splitext(path)[1].lower() or ".png"
     ok, encoded = cv2.imencode(extension, pixels)
     if not ok:
-        raise ImageError(f"{path}: cannot encode a {pixels.dtype} image as {extension}")
-    write_bytes_atomically(path, encoded.tobytes())
+        raise ImageError(f"{name}: cannot encode a {pixels.dtype} image as {extension}")
+    return encoded.tobytes()
 
 
 def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:

@@ -25,6 +25,7 @@ from absl import logging
 
 from zssr_tf import data, metrics
 from zssr_tf.engine import Trainer, next_multiple
+from zssr_tf.image_io import encode_image
 from zssr_tf.losses import binary_cross_entropy, l1_loss, perceptual_loss
 from zssr_tf.models import build_dcgan_discriminator, build_vgg_features, build_zssr_generator
 
@@ -36,8 +37,8 @@ class KeptTest:
 
     stage: int
     iterations: int
-    image: np.ndarray | None  # None: a test from before a resume (only its numbers are checkpointed)
-    weights: list[np.ndarray] | None
+    png: bytes | None  # the output as an 8-bit PNG (a float copy per test would be 4x larger and uncompressed)
+    weights: list[np.ndarray] | None  # png and weights are None for tests from before a resume
     psnr_rgb: float | None = None
     ssim: float | None = None
 
@@ -166,13 +167,13 @@ class ZSRGAN(Trainer):
                           for t in self.kept_tests]}
 
     def set_resume_state(self, state: dict) -> None:
-        self.kept_tests = [KeptTest(image=None, weights=None, **t) for t in state.get("tests", [])]
+        self.kept_tests = [KeptTest(png=None, weights=None, **t) for t in state.get("tests", [])]
 
     def keep_test(self) -> None:
         """The authors' test after every `test_every` steps and the last: the generator on the whole interpolated
         input (its noise drawn if `noise_at_test`), kept with its weights; PSNR / SSIM with a ground truth."""
         image = self.forward_pass(self.input)
-        test = KeptTest(self.stage, self.iter + 1, image, self.networks["generator"].get_weights())
+        test = KeptTest(self.stage, self.iter + 1, encode_image(image), self.networks["generator"].get_weights())
         if self.gt_per_sf is not None:
             test.psnr_rgb = metrics.psnr(image, self.gt_per_sf, y_channel=False)
             test.ssim = metrics.uniform_ssim(image, self.gt_per_sf)
