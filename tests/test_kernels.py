@@ -38,6 +38,29 @@ def test_load_mat_prefers_original_name(tmp_path):
     assert load_kernel(str(path)).shape == (3, 3)
 
 
+def write_v73_mat(path, variables):
+    """A MATLAB v7.3 file as MATLAB writes one: HDF5 after a 512-byte header that says version 2.0, matrices stored
+    column-major (so HDF5 holds each one transposed)."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, value in variables.items():
+            f.create_dataset(name, data=np.asarray(value).T)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + b"\0" * 8 + b"\0\x02IM"
+    with open(path, "r+b") as f:
+        f.write(header)
+
+
+def test_load_v73_mat_through_h5py_in_matlab_order(tmp_path):
+    kernel = np.arange(1.0, 13.0).reshape(3, 4)  # not symmetric: a transposition would show
+    write_v73_mat(tmp_path / "k.mat", {"Kernel": kernel / kernel.sum()})
+    np.testing.assert_allclose(load_kernel(tmp_path / "k.mat"), kernel / kernel.sum())
+    write_v73_mat(tmp_path / "other.mat", {"weights": np.ones((3, 3))})
+    _raises_one_line(load_kernel, tmp_path / "other.mat", match="no variable 'Kernel' or 'kernel'")
+    (tmp_path / "broken.mat").write_bytes((tmp_path / "k.mat").read_bytes()[:700])
+    _raises_one_line(load_kernel, tmp_path / "broken.mat", match="MATLAB v7.3 / HDF5 file h5py cannot read")
+
+
 def test_load_npy_with_negative_taps(tmp_path):
     k = _gaussian()
     k[0, 0] = -0.0055  # like the original's real-image kernel

@@ -96,10 +96,20 @@ def load_kernel(path: str | os.PathLike) -> np.ndarray:
 _LOAD_MAT = """
 import io, sys
 import numpy as np, scipy.io
+def one_line(error):
+    return f"{type(error).__name__}: {' '.join(str(error).split()) or type(error).__name__}"
 try:
     variables = scipy.io.loadmat(sys.argv[1])
-except Exception as error:  # scipy raises many types (ValueError, OSError, NotImplementedError for v7.3)
-    sys.exit(f"cannot read ({type(error).__name__}: {' '.join(str(error).split()) or type(error).__name__})")
+except NotImplementedError:  # MATLAB v7.3 files are HDF5: h5py (installed with TensorFlow) reads them
+    try:
+        import h5py
+        with h5py.File(sys.argv[1], "r") as f:
+            # MATLAB writes column-major: h5py sees every matrix transposed.
+            variables = {n: np.asarray(f[n]).T for n in sys.argv[2:] if isinstance(f.get(n), h5py.Dataset)}
+    except Exception as error:
+        sys.exit(f"cannot read (a MATLAB v7.3 / HDF5 file h5py cannot read, {one_line(error)})")
+except Exception as error:  # scipy raises many types (ValueError, OSError)
+    sys.exit(f"cannot read ({one_line(error)})")
 name = next((n for n in sys.argv[2:] if n in variables), None)
 if name is None:
     sys.exit("no variable " + " or ".join(repr(n) for n in sys.argv[2:]))
