@@ -124,3 +124,33 @@ def test_a_png_whose_chunks_overrun_the_file_is_refused_before_decoding(tmp_path
     (tmp_path / "hostile.png").write_bytes(hostile)
     with pytest.raises(ImageError, match="hostile.png: not a readable image .a corrupt or truncated PNG"):
         read_image(tmp_path / "hostile.png")
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import zlib
+
+    return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+
+def test_a_header_pillow_refuses_still_gives_the_size(tmp_path):
+    """A 12000x12000 PNG whose zTXt chunk inflates past Pillow's MAX_TEXT_CHUNK: Pillow's header read fails, the
+    size comes from the IHDR itself, and the file is refused before any decoding."""
+    import zlib
+
+    ihdr = (12000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    bomb = b"comment\0\0" + zlib.compress(b" " * (3 << 20), 9)
+    data = (image_io.PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"zTXt", bomb)
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + png_chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(data)
+    with pytest.raises(ImageError, match="12000x12000 is too large"):
+        read_image(tmp_path / "bomb.png", max_megapixels=1)
+
+
+def test_a_jpeg_size_is_read_from_its_frame_header(tmp_path, monkeypatch):
+    write_image(tmp_path / "a.jpg", smooth_image(40, 56))
+    monkeypatch.setattr(image_io.Image, "open", lambda *args: (_ for _ in ()).throw(OSError("pillow refuses")))
+    assert image_io.read_header(tmp_path / "a.jpg")[:2] == (40, 56)
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\0" * 20)  # no frame header
+    assert image_io.read_header(tmp_path / "junk.jpg") is None
+    with pytest.raises(ImageError, match="its header does not say its size"):
+        read_image(tmp_path / "junk.jpg", max_megapixels=1)

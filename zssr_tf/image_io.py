@@ -41,7 +41,8 @@ class ImageHeader(NamedTuple):
 
 def read_header(path: str | os.PathLike) -> ImageHeader | None:
     """The size and frame count a file's header declares, without decoding its pixels (Pillow reads headers
-    lazily), or None where Pillow does not know the format (the decoder then has the last word).
+    lazily; where Pillow gives up, a PNG's IHDR or a JPEG's frame header is read directly), or None where neither
+    knows the format (`read_image` then refuses it when it has a size limit).
 
     Raises:
       ImageError: missing or empty file.
@@ -61,8 +62,42 @@ def read_header(path: str | os.PathLike) -> ImageHeader | None:
                     return ImageHeader(height, width, getattr(image, "n_frames", 1))
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
-    except Exception:  # any header Pillow cannot parse: not necessarily a bad file (cv2 reads some Pillow cannot)
-        return None
+    except Exception:  # e.g. an ancillary PNG chunk Pillow refuses (a zTXt over MAX_TEXT_CHUNK) before the size
+        pass
+    size = _declared_size(path)
+    return None if size is None else ImageHeader(size[0], size[1], 1)
+
+
+JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _declared_size(path: str) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR or a JPEG's frame header, read from the bytes themselves; None for other
+    formats or where the bytes do not say."""
+    with open(path, "rb") as f:
+        start = f.read(24)
+        if start.startswith(PNG_SIGNATURE) and start[12:16] == b"IHDR":  # IHDR is the first chunk
+            return int.from_bytes(start[20:24], "big"), int.from_bytes(start[16:20], "big")
+        if not start.startswith(b"\xff\xd8"):
+            return None
+        f.seek(2)
+        while True:  # segments: 0xFF, marker, 2-byte length (which counts itself), payload
+            marker = f.read(2)
+            if len(marker) < 2 or marker[0] != 0xFF:
+                return None
+            if marker[1] == 0xFF:  # fill byte
+                f.seek(-1, os.SEEK_CUR)
+                continue
+            if 0xD0 <= marker[1] <= 0xD7 or marker[1] == 0x01:  # no payload
+                continue
+            length = int.from_bytes(f.read(2), "big")
+            if marker[1] in JPEG_SOF_MARKERS:
+                frame = f.read(5)  # precision, height, width
+                return (int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")) if len(frame) == 5 \
+                    else None
+            if marker[1] == 0xDA or length < 2:  # scan data before any frame header, or a broken length
+                return None
+            f.seek(length - 2, os.SEEK_CUR)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -105,6 +140,8 @@ def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why
     """
     path = os.fspath(path)
     header = read_header(path)
+    if header is None and max_megapixels is not None:  # never decoded blindly: it could be any size
+        raise ImageError(f"{path}: not a readable image (its header does not say its size)")
     if header is not None and max_megapixels is not None and header.height * header.width > max_megapixels * 1e6:
         raise ImageError(f"{path}: {header.height}x{header.width} is too large: over the {max_megapixels:g} "
                          f"megapixels accepted{f' ({why})' if why else ''}")
