@@ -154,3 +154,22 @@ def test_a_jpeg_size_is_read_from_its_frame_header(tmp_path, monkeypatch):
     assert image_io.read_header(tmp_path / "junk.jpg") is None
     with pytest.raises(ImageError, match="its header does not say its size"):
         read_image(tmp_path / "junk.jpg", max_megapixels=1)
+
+
+def test_valid_files_of_kinds_not_supported_get_one_accurate_line(tmp_path, capfd):
+    """A 5-channel TIFF (which Pillow and OpenCV refuse, OpenCV with a dozen lines of its own) and a 12-bit JPEG
+    are valid files: the message says what is not supported, from the header, before any decoder runs."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((20, 24, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(ImageError, match=r"five.tif: 5-channel images are not supported \(gray, RGB or RGBA only\)$"):
+        read_image(tmp_path / "five.tif", max_megapixels=1)
+    write_image(tmp_path / "a.jpg", smooth_image(40, 56))
+    data = bytearray((tmp_path / "a.jpg").read_bytes())
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[sof + 4] = 12  # the frame header's sample precision: a 12-bit JPEG
+    (tmp_path / "twelve.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"twelve.jpg: 12-bit JPEGs are not supported \(8 bits only\)$"):
+        read_image(tmp_path / "twelve.jpg", max_megapixels=1)
+    assert "error" not in capfd.readouterr().err.lower()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import warnings
 
@@ -37,6 +37,7 @@ class ImageHeader(NamedTuple):
     height: int
     width: int
     frames: int
+    unsupported: str = ""  # why a valid file of this kind cannot be read here (bit depth, channels), in words
 
 
 def read_header(path: str | os.PathLike) -> ImageHeader | None:
@@ -52,6 +53,9 @@ def read_header(path: str | os.PathLike) -> ImageHeader | None:
         raise ImageError(f"{path}: no such image file")
     if os.path.getsize(path) == 0:
         raise ImageError(f"{path}: the file is empty")
+    own = _own_header(path)  # first: Pillow opens a 12-bit JPEG's header that no decoder here reads
+    if own is not None and own.unsupported:
+        return own
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's decompression-bomb warning: our limit is the caller's
@@ -63,21 +67,29 @@ def read_header(path: str | os.PathLike) -> ImageHeader | None:
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
     except Exception:  # e.g. an ancillary PNG chunk Pillow refuses (a zTXt over MAX_TEXT_CHUNK) before the size
-        pass
-    size = _declared_size(path)
-    return None if size is None else ImageHeader(size[0], size[1], 1)
+        return own
 
 
 JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _declared_size(path: str) -> tuple[int, int] | None:
-    """(height, width) from a PNG's IHDR or a JPEG's frame header, read from the bytes themselves; None for other
-    formats or where the bytes do not say."""
+def _kind_check(bits: int, channels: int, what: str = "images") -> str:
+    if bits not in (8, 16):
+        return f"{bits}-bit {what} are not supported (8- or 16-bit images only)"
+    if channels not in (1, 2, 3, 4):
+        return f"{channels}-channel images are not supported (gray, RGB or RGBA only)"
+    return ""
+
+
+def _own_header(path: str) -> ImageHeader | None:
+    """What a PNG's IHDR, a JPEG's frame header or a TIFF's first directory declare, read from the bytes themselves
+    (where Pillow gives up); None for other formats or where the bytes do not say."""
     with open(path, "rb") as f:
-        start = f.read(24)
+        start = f.read(26)
         if start.startswith(PNG_SIGNATURE) and start[12:16] == b"IHDR":  # IHDR is the first chunk
-            return int.from_bytes(start[20:24], "big"), int.from_bytes(start[16:20], "big")
+            return ImageHeader(int.from_bytes(start[20:24], "big"), int.from_bytes(start[16:20], "big"), 1)
+        if start[:4] in (b"II*\0", b"MM\0*"):
+            return _tiff_header(f, "little" if start[:2] == b"II" else "big")
         if not start.startswith(b"\xff\xd8"):
             return None
         f.seek(2)
@@ -92,12 +104,44 @@ def _declared_size(path: str) -> tuple[int, int] | None:
                 continue
             length = int.from_bytes(f.read(2), "big")
             if marker[1] in JPEG_SOF_MARKERS:
-                frame = f.read(5)  # precision, height, width
-                return (int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")) if len(frame) == 5 \
-                    else None
+                frame = f.read(6)  # precision, height, width, components
+                if len(frame) < 6:
+                    return None
+                return ImageHeader(int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), 1,
+                                   "" if frame[0] == 8 else f"{frame[0]}-bit JPEGs are not supported (8 bits only)")
             if marker[1] == 0xDA or length < 2:  # scan data before any frame header, or a broken length
                 return None
             f.seek(length - 2, os.SEEK_CUR)
+
+
+def _tiff_header(f: Any, order: str) -> ImageHeader | None:
+    """Size, bits per sample and samples per pixel from a TIFF's first directory (12-byte entries: tag, type,
+    count, value or offset; SHORT and LONG values sit in the entry)."""
+
+    def number(data: bytes) -> int:
+        return int.from_bytes(data, order)
+
+    f.seek(4)
+    f.seek(number(f.read(4)))
+    count = number(f.read(2))
+    tags = {}
+    for _ in range(min(count, 4096)):
+        entry = f.read(12)
+        if len(entry) < 12:
+            return None
+        tag, kind, n = number(entry[:2]), number(entry[2:4]), number(entry[4:8])
+        size = 2 if kind == 3 else 4
+        if tag in (256, 257, 258, 277) and kind in (3, 4):
+            if n * size <= 4:
+                tags[tag] = number(entry[8:8 + size])
+            else:  # the first of several values, elsewhere in the file
+                here = f.tell()
+                f.seek(number(entry[8:12]))
+                tags[tag] = number(f.read(size))
+                f.seek(here)
+    if 256 not in tags or 257 not in tags:
+        return None
+    return ImageHeader(tags[257], tags[256], 1, _kind_check(tags.get(258, 1), tags.get(277, 1)))
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -142,6 +186,8 @@ def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why
     header = read_header(path)
     if header is None and max_megapixels is not None:  # never decoded blindly: it could be any size
         raise ImageError(f"{path}: not a readable image (its header does not say its size)")
+    if header is not None and header.unsupported:
+        raise ImageError(f"{path}: {header.unsupported}")
     if header is not None and max_megapixels is not None and header.height * header.width > max_megapixels * 1e6:
         raise ImageError(f"{path}: {header.height}x{header.width} is too large: over the {max_megapixels:g} "
                          f"megapixels accepted{f' ({why})' if why else ''}")
