@@ -40,7 +40,8 @@ from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_ima
 from zssr_tf.imresize import imresize
 from zssr_tf.depth import DEPTH_EXTENSIONS
 from zssr_tf.methods import DEPTH_METHODS, METHODS
-from zssr_tf.engine import Coroutine, drive, max_input_megapixels, read_ground_truth
+from zssr_tf.config import max_input_megapixels
+from zssr_tf.engine import Coroutine, drive, read_ground_truth
 from zssr_tf.models.weights import check_init_weights, save_model
 
 RESULTS_FIELDS = ("name", "status", "seconds", "iterations", "psnr_y", "psnr_y_shaved", "output")

@@ -24,8 +24,8 @@ from absl import flags
 
 from zssr_tf import interrupts, presets
 from zssr_tf.config import DEFAULTS, FIELD_CHOICES, FIELD_HELP, FLAG_GROUP, FLAG_NAMES, Config, ConfigError, \
-    format_value
-from zssr_tf.image_io import ImageError
+    format_value, max_input_megapixels
+from zssr_tf.image_io import ImageError, check_header
 from zssr_tf.kernels import KernelError
 
 FLAGS = flags.FLAGS
@@ -203,6 +203,11 @@ def _main(argv: list[str]) -> None:
             conf = conf.replace(estimate_kernels=True)
     except ValueError as e:  # ConfigError among them; before TensorFlow's seconds of start-up
         _fail(_one_line(e))
+    if not folder:
+        try:  # a missing, unreadable or too large input: one line before TensorFlow's seconds of start-up
+            check_header(FLAGS.input, *max_input_megapixels(conf))
+        except ImageError as e:
+            _fail(_one_line(e))
     app = _import_app()
     try:
         extras = {"tensorboard_dir": os.path.join(FLAGS.output_dir, "tb") if FLAGS.tensorboard else None,

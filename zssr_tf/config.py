@@ -868,3 +868,12 @@ def read_flagfile(path: str | os.PathLike) -> dict[str, str]:
         else:
             raise ConfigError(f"flagfile {path}: flag --{name} needs a value")
     return values
+
+
+def max_input_megapixels(conf: Config) -> tuple[float, str]:
+    """The largest input whose largest stage output stays within `max_output_megapixels`, and why (for messages):
+    a larger file is refused from its header, before seconds and gigabytes of decoding (and, by the command,
+    before TensorFlow is imported)."""
+    sy, sx = (max(factors) for factors in zip(*conf.task.scale_factors))
+    return (conf.run.max_output_megapixels / (sy * sx),
+            f"its output would be over max_output_megapixels={conf.run.max_output_megapixels:g}")

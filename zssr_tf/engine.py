@@ -38,7 +38,7 @@ import tensorflow as tf
 from absl import logging
 
 from zssr_tf import data, inference, interrupts, metrics, summaries
-from zssr_tf.config import Config
+from zssr_tf.config import Config, max_input_megapixels
 from zssr_tf.device import resolve_precision
 from zssr_tf.image_io import read_header, read_image, write_bytes_atomically
 from zssr_tf.imresize import fix_scale_and_shape, imresize, support_radius
@@ -82,14 +82,6 @@ def read_ground_truth(ground_truth: Any, image_shape: Sequence[int], conf: Confi
 def next_multiple(first: int, period: int, offset: int = 0) -> int:
     """The smallest i >= first with (i + offset) % period == 0."""
     return -(-(first + offset) // period) * period - offset
-
-
-def max_input_megapixels(conf: Config) -> tuple[float, str]:
-    """The largest input whose largest stage output stays within `max_output_megapixels`, and why (for messages):
-    a larger file is refused from its header, before seconds and gigabytes of decoding."""
-    sy, sx = np.max(conf.task.scale_factors, axis=0)
-    return (conf.run.max_output_megapixels / (sy * sx),
-            f"its output would be over max_output_megapixels={conf.run.max_output_megapixels:g}")
 
 
 def check_ground_truth_shape(gt_shape: Sequence[int], image_shape: Sequence[int], conf: Config) -> None:

@@ -167,6 +167,25 @@ def png_chunks_fit(data: bytes | np.ndarray) -> bool:
     return False  # no IEND: truncated
 
 
+def check_header(path: str | os.PathLike, max_megapixels: float | None = None, why: str = "") -> ImageHeader | None:
+    """What `read_image` refuses from the file's header alone (no decoding, no TensorFlow): missing, empty, of
+    unknown size (when there is a limit), of an unsupported kind, over `max_megapixels`. Returns the header.
+
+    Raises:
+      ImageError: one line.
+    """
+    path = os.fspath(path)
+    header = read_header(path)
+    if header is None and max_megapixels is not None:  # never decoded blindly: it could be any size
+        raise ImageError(f"{path}: not a readable image (its header does not say its size)")
+    if header is not None and header.unsupported:
+        raise ImageError(f"{path}: {header.unsupported}")
+    if header is not None and max_megapixels is not None and header.height * header.width > max_megapixels * 1e6:
+        raise ImageError(f"{path}: {header.height}x{header.width} is too large: over the {max_megapixels:g} "
+                         f"megapixels accepted{f' ({why})' if why else ''}")
+    return header
+
+
 def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why: str = "") -> ImageFile:
     """Reads an image file, refusing from its header (before any decoding) one of over `max_megapixels`.
 
@@ -183,14 +202,7 @@ def read_image(path: str | os.PathLike, max_megapixels: float | None = None, why
       ImageError: missing, empty, too large, undecodable or unsupported file (one line).
     """
     path = os.fspath(path)
-    header = read_header(path)
-    if header is None and max_megapixels is not None:  # never decoded blindly: it could be any size
-        raise ImageError(f"{path}: not a readable image (its header does not say its size)")
-    if header is not None and header.unsupported:
-        raise ImageError(f"{path}: {header.unsupported}")
-    if header is not None and max_megapixels is not None and header.height * header.width > max_megapixels * 1e6:
-        raise ImageError(f"{path}: {header.height}x{header.width} is too large: over the {max_megapixels:g} "
-                         f"megapixels accepted{f' ({why})' if why else ''}")
+    header = check_header(path, max_megapixels, why)
     if header is not None and header.frames > 1:
         logging.warning("%s: %d frames; only the first is used", path, header.frames)
     data = np.fromfile(path, dtype=np.uint8)
