@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -185,3 +186,18 @@ def test_workers_that_cannot_start_end_the_run_in_one_line(tmp_path, capsys, mon
     assert status == 1 and err.strip() == "zssr: error: workers: worker processes die before they are ready " \
         "(exit status 1); see the lines above", err
     assert not os.path.exists(tmp_path / "out" / "results.csv")  # no image was given to a worker
+
+
+def test_workers_beyond_the_cores_are_capped_and_the_log_says_so(monkeypatch, caplog):
+    from zssr_tf import app
+
+    monkeypatch.setattr(scaleout.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(scaleout, "visible_gpus", lambda: [])
+    ran = []
+    monkeypatch.setattr(app, "run_job", lambda conf, job, options: ran.append(job.index) or job.index)
+    jobs = [types.SimpleNamespace(index=i, input_path=f"{i}.png", ground_truth=None, kernels=None, depth=None)
+            for i in range(3)]
+    with caplog.at_level("WARNING"):
+        results = list(scaleout.run_local(None, jobs, None, num_workers=8))
+    assert results == [(0, 0), (1, 1), (2, 2)] and ran == [0, 1, 2]  # here, one after another: no worker pool
+    assert "8 workers on 1 cores would share cores and run slower; running 1" in caplog.text
