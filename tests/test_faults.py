@@ -75,7 +75,7 @@ def test_in_a_folder_a_bad_file_is_one_error_row_and_the_rest_runs(tmp_path, cap
 def test_a_multi_frame_file_uses_its_first_frame_with_a_warning(tmp_path, caplog, record_property):
     frames = [(smooth_image(20, 22, seed=i) * 255).astype(np.uint8) for i in range(3)]
     assert cv2.imwritemulti(str(tmp_path / "stack.tiff"), frames)
-    assert read_header(tmp_path / "stack.tiff") == (20, 22, 3)
+    assert read_header(tmp_path / "stack.tiff")[:3] == (20, 22, 3)
     caplog.set_level("WARNING")
     image = read_image(tmp_path / "stack.tiff")
     assert np.array_equal(np.round(image.pixels * 255).astype(np.uint8), frames[0][:, :, ::-1])  # BGR on disk
