@@ -297,3 +297,18 @@ def test_the_folder_scan_skips_what_this_project_wrote(tmp_path):
     inputs = [os.path.basename(path) for path, _, _ in find_inputs(str(tmp_path), 1)]
     # b_training and c_zssr_... have no image of their own beside them: they are someone's inputs.
     assert inputs == ["a.png", "b_training.png", "c_zssr_X2.00X2.00.png"]
+
+
+def test_cross_entropy_is_pytorchs_and_keeps_a_gradient_at_saturation():
+    """nn.BCELoss: -log clamped at 100 in the value; d/dp = (p - y) / max(p (1 - p), 1e-12), never clipped to 0."""
+    from zssr_tf.losses import binary_cross_entropy
+
+    p = tf.Variable([0.99999988, 0.5, 1e-9], dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = binary_cross_entropy(tf.reshape(p, [1, 1, 3, 1]), real=False)
+    values = p.numpy().astype(np.float64)
+    expected = np.mean(-np.maximum(np.log(1 - values), -100))
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+    grad = tape.gradient(loss, p).numpy()
+    np.testing.assert_allclose(grad, values / np.maximum(values * (1 - values), 1e-12) / 3, rtol=1e-3)
+    assert grad[0] > 1e6  # Keras's clip to 1 - 1e-7 would give 0 here
