@@ -14,6 +14,9 @@ Measures:
     process's peak resident memory.
 
   python benchmarks/speed.py [--iters=100] [--skip_end_to_end] [--json] [--out=benchmarks/results/speed.md]
+
+`--flags` (e.g. "--width=8 --depth=3 --crop_size=32", as benchmarks/gpu_window.py's --smoke gives it) changes the
+configuration of every measurement and of the end-to-end run; the numbers are then not the reference's.
 """
 
 import argparse
@@ -151,16 +154,20 @@ def main() -> None:
     parser.add_argument("--jit_compile", action="store_true", help="Every measurement with the XLA train step.")
     parser.add_argument("--json", action="store_true", help="Also print one JSON line with every number.")
     parser.add_argument("--out", default=None, help="Markdown file for the table.")
+    parser.add_argument("--flags", default="", help="Configuration flags for every measurement (smoke tests).")
+    parser.add_argument("--matmul_size", type=int, default=4096)
     args = parser.parse_args()
 
+    from dgdml_step_time import flags_from_text
+
     lr = read_image(os.path.join(ROOT, "examples", "astronaut.png")).pixels
-    conf = Config().replace(jit_compile=args.jit_compile)
+    conf = Config().replace(jit_compile=args.jit_compile, **flags_from_text(args.flags))
     results = {}
     if not args.skip_end_to_end:  # first, while this process is small and its thread pools idle
-        results["end_to_end"] = end_to_end(["--jit_compile"] if args.jit_compile else [])
+        results["end_to_end"] = end_to_end((["--jit_compile"] if args.jit_compile else []) + args.flags.split())
     precisions = ["float32"] + ([resolve_precision("auto")] if resolve_precision("auto") != "float32" else [])
     # Each step is compared with a matmul in its own compute dtype: on AMX CPUs bfloat16 has a ~4x higher ceiling.
-    results["matmul_gflops"] = {COMPUTE_DTYPE[p]: matmul_gflops(COMPUTE_DTYPE[p]) for p in precisions}
+    results["matmul_gflops"] = {COMPUTE_DTYPE[p]: matmul_gflops(COMPUTE_DTYPE[p], args.matmul_size) for p in precisions}
     results["conv_gflops"] = {COMPUTE_DTYPE[p]: conv_gflops(COMPUTE_DTYPE[p], conf.zssr.crop_size, conf.zssr.width)
                               for p in precisions}
     results["training"] = [training_speed(lr, conf.replace(precision=p), args.iters)
@@ -172,7 +179,8 @@ def main() -> None:
     results["jit_compile"] = args.jit_compile
 
     matmuls = ", ".join(f"{d} {g:.0f}" for d, g in results["matmul_gflops"].items())
-    lines = [f"Measured in one run on this machine ({results['device']}); 4096^3 matmul GFLOP/s: {matmuls}; "
+    lines = [f"Measured in one run on this machine ({results['device']}); {args.matmul_size}^3 matmul GFLOP/s: "
+             f"{matmuls}; "
              f"XLA train step: {'on' if args.jit_compile else 'off'}.", "",
              "| precision | ms / iteration (pipeline + step) | vs original TF1 (134 ms) | one step per call "
              "| pipeline ms / example | pipeline / step | step ms | step GFLOP/s | step / same-dtype matmul "

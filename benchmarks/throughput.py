@@ -124,6 +124,10 @@ def main() -> None:
     cli.import_tensorflow_quietly()
     group.CONV_FORM = args.form or None
     form = group.conv_form()
+    if form == "grouped" and not group.grouped_gradient_supported():
+        print("throughput: this machine's TensorFlow has no grouped convolution kernel gradient (oneDNN on AVX2-only "
+              "CPUs): the grouped form cannot be measured here")
+        return
     cli.parse_flags(["throughput", "--progress=false", *shlex.split(args.flags)])
     conf = cli.config_from_flags()
     work = os.path.join(args.work, args.dataset)
