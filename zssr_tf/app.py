@@ -38,7 +38,7 @@ from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
-from zssr_tf.depth import DEPTH_EXTENSIONS
+from zssr_tf.depth import DEPTH_EXTENSIONS, cached_depth_estimate
 from zssr_tf.methods import DEPTH_METHODS, METHODS
 from zssr_tf.config import max_input_megapixels
 from zssr_tf.engine import Coroutine, drive, read_ground_truth
@@ -169,8 +169,17 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
     # The image's name tags its log lines (the original named array inputs' outputs after it).
     summary_dir = None if tensorboard_dir is None else os.path.join(tensorboard_dir, name)
     extra = {"depth": depth} if conf.method in DEPTH_METHODS else {}
-    trainer = METHODS[conf.method](color, conf.replace(name=name), ground_truth=gt, kernels=kernels,
+    run_conf, estimated = conf.replace(name=name), None
+    if conf.method in DEPTH_METHODS and depth is None and conf.dgdml.depth_model and conf.dgdml.depth_guidance \
+            and conf.dgdml.pairing == "depth":
+        # Estimated once per image and kept beside the outputs, so that a rerun and a resumed run use one map.
+        estimated = cached_depth_estimate(conf.dgdml.depth_model, color, conf.dgdml.depth_kind,
+                                          os.path.join(output_dir, f"{name}_depth.npy"))
+        extra, run_conf = {"depth": estimated}, run_conf.replace(dgdml_depth_kind="depth")
+    trainer = METHODS[conf.method](color, run_conf, ground_truth=gt, kernels=kernels,
                                    summary_dir=summary_dir, **extra)
+    if estimated is not None:
+        trainer.report["depth"] = conf.dgdml.depth_model
     # Only now: the trainer has validated the image, ground truth, kernels and initial weights (before minutes of
     # kernel estimation).
     estimate = None
@@ -181,6 +190,9 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
     elif conf.task.estimate_kernels:
         logging.info("%s: using its kernel files, not estimating kernels", name)
     prepare_output_dir(conf, output_dir)
+    if estimated is not None:  # not <name>_depth.png: a folder run would take that for the image's depth map
+        pictures.plot_depth(color, estimated, os.path.join(output_dir, f"{name}_depth_split.png"),
+                            f"{name}: {conf.dgdml.depth_model}")
     with contextlib.suppress(FileNotFoundError):  # redone: the earlier result is no longer the image's
         os.remove(record_path(input_path, output_dir))
     kernel_files = [] if estimate is None else kernel_estimation.write_kernel_files(
@@ -213,7 +225,8 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
         pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
                                  os.path.join(output_dir, f"{name}_comparison.png"), METHOD_TITLES[conf.method])
     log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or kernel_files),
-           "depth": depth, "method": conf.method,
+           "depth": depth if estimated is None else os.path.join(output_dir, f"{name}_depth.npy"),
+           "method": conf.method,
            **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"}, "report": trainer.report,
            "stages": [dataclasses.asdict(h) for h in trainer.history]}
     if estimate is not None:

@@ -445,9 +445,11 @@ class DGDMLConfig:
         "are neither: give 255 - value as depth.",
         ("depth", "disparity"))
     depth_model: str = _field(
-        "", "DGDML: a monocular depth estimator on disk (a .keras model or a SavedModel folder taking [1, H, W, 3] "
-        "RGB in [0, 1] and returning [1, H, W(, 1)] values of --dgdml_depth_kind), used when an image has no depth "
-        "map. Empty: no estimator.")
+        "", "DGDML: a monocular depth estimator, used when an image has no depth map: a keras-hub preset name "
+        "(depth_anything_v2_small, downloaded once; pip install \"zssr-tf[depth]\") or a local preset folder "
+        "(save_to_preset), its values disparity; or a .keras model or SavedModel folder taking [1, H, W, 3] RGB in "
+        "[0, 1] and returning [1, H, W(, 1)] values of --dgdml_depth_kind. The estimate is kept as "
+        "<output_dir>/<name>_depth.npy (depth) and drawn as <name>_depth.png. Empty: no estimator.")
     lr_patch_size: int = _field(
         32, "DGDML: side of the LR patches; HR patches are the scale factor times larger (64 at x2, 128 at x4). The "
         "grid's stride is half a patch.")
@@ -518,7 +520,8 @@ class DGDMLConfig:
         _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "dgdml_learning_rate: must be > 0")
         _check(self.back_projection_iters >= 0, "dgdml_back_projection_iters: must be >= 0")
         _check(not self.depth_model or os.path.splitext(self.depth_model.rstrip("/"))[1] in ("", ".keras"),
-               f"dgdml_depth_model: {self.depth_model} is not a .keras file or a SavedModel folder")
+               f"dgdml_depth_model: {self.depth_model} is not a keras-hub preset, a .keras file or a SavedModel "
+               "folder")
 
 
 @dataclasses.dataclass(frozen=True)

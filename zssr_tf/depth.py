@@ -1,4 +1,5 @@
-"""Depth maps for depth-guided methods (DGDML-SR): read from a file, or estimated by a model the user has on disk.
+"""Depth maps for depth-guided methods (DGDML-SR): read from a file, or estimated by a monocular depth model: a
+keras-hub preset (Depth Anything V2, by name or from a local preset folder) or a model file the user has on disk.
 
 A depth map here is float32 H x W of depths (larger = farther) with NaN where the depth is unknown. Files hold
 depth or disparity (larger = nearer; depth = 1 / disparity, as for stereo and the DGDML-SR authors' inverted NYU
@@ -8,6 +9,8 @@ unknown pixels stay unknown) with a warning.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from typing import Any, Callable
 
@@ -15,7 +18,7 @@ import cv2
 import numpy as np
 from absl import logging
 
-from zssr_tf.image_io import ImageError, png_chunks_fit
+from zssr_tf.image_io import ImageError, png_chunks_fit, write_bytes_atomically
 
 DEPTH_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
 DEPTH_KINDS = ("depth", "disparity")
@@ -123,9 +126,64 @@ def load_depth(source: Any, kind: str, image_shape: tuple[int, ...]) -> np.ndarr
     return fit_to_image(to_depth(values, kind, what), image_shape, what)
 
 
+# Depth Anything V2 (keras-hub's DepthAnythingDepthEstimator) outputs relative inverse depth: larger = nearer.
+KERAS_HUB_KIND = "disparity"
+
+
+def is_keras_hub_preset(source: str) -> bool:
+    """Whether --dgdml_depth_model names a keras-hub preset: a local preset folder (its config.json and
+    metadata.json, as `save_to_preset` writes them) or a name that is no path (`depth_anything_v2_small`)."""
+    if os.path.isdir(source):
+        return all(os.path.isfile(os.path.join(source, f)) for f in ("config.json", "metadata.json"))
+    return not os.path.exists(source) and os.sep not in source and not source.endswith(".keras")
+
+
+def depth_model_kind(source: str, kind: str) -> str:
+    """What the model's values are: disparity for keras-hub presets (set for the user), else --dgdml_depth_kind."""
+    return KERAS_HUB_KIND if is_keras_hub_preset(source) else kind
+
+
+def load_keras_hub_estimator(source: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A keras-hub depth estimator by preset name or folder, run at its preset's input size through its own
+    preprocessor; returns a function H x W x C image in [0, 1] -> H x W raw values (resized back bilinearly: the
+    estimate has no unknown pixels to keep).
+
+    Raises:
+      DepthError: keras-hub missing, the preset not downloadable (no network) or not loadable (one line).
+    """
+    try:
+        import keras_hub  # the [depth] extra, imported only when a preset is named
+    except ImportError:
+        raise DepthError(f"dgdml_depth_model: {source} is a keras-hub preset, and keras-hub is not installed: "
+                         "pip install \"zssr-tf[depth]\"") from None
+    try:
+        estimator = keras_hub.models.DepthEstimator.from_preset(source)
+    except Exception as e:  # noqa: BLE001 - downloads and preset files fail in many ways; the user needs one line
+        if os.path.isdir(source):
+            raise DepthError(f"dgdml_depth_model: {source} is not a loadable keras-hub depth preset "
+                             f"({type(e).__name__})") from None
+        raise DepthError(f"dgdml_depth_model: cannot download the keras-hub preset {source} ({type(e).__name__}); "
+                         f"where there is a network run keras_hub.models.DepthEstimator.from_preset('{source}')"
+                         ".save_to_preset('DIR'), then pass --dgdml_depth_model=DIR") from None
+    converter = getattr(estimator.preprocessor, "image_converter", None)
+    size = tuple(getattr(converter, "image_size", None) or (518, 518))
+
+    def estimate(image: np.ndarray) -> np.ndarray:
+        rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+        # Resized to the preset's size here (stretched, not cropped: the converter would crop to its aspect ratio,
+        # and the map must cover the whole image), in the 0..255 range keras-hub's image converters take.
+        batch = cv2.resize(rgb.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)[None] * 255.0
+        values = np.asarray(estimator.predict(batch, verbose=0)["depths"], dtype=np.float32)[0, :, :, 0]
+        return cv2.resize(values, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+
+    return estimate
+
+
 def load_depth_model(path: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A monocular depth estimator from disk: a `.keras` model or a SavedModel folder (its serving signature, or
-    the object itself when callable) mapping [1, H, W, 3] RGB in [0, 1] to [1, H, W] or [1, H, W, 1] values.
+    """A monocular depth estimator: a keras-hub preset (`load_keras_hub_estimator`), or from disk a `.keras` model
+    (loaded in Keras's safe mode: a Lambda layer's Python code is refused) or a SavedModel folder (its serving
+    signature, or the object itself when callable; a SavedModel runs the graph it holds, so only from a path the
+    user gave) mapping [1, H, W, 3] RGB in [0, 1] to [1, H, W] or [1, H, W, 1] values.
 
     Returns:
       A function H x W x C image in [0, 1] -> H' x W' raw values (one-channel images are repeated to RGB).
@@ -133,6 +191,8 @@ def load_depth_model(path: str) -> Callable[[np.ndarray], np.ndarray]:
     Raises:
       DepthError: missing or unloadable model (one line).
     """
+    if is_keras_hub_preset(path):
+        return load_keras_hub_estimator(path)
     import keras  # TensorFlow only when a model is used
     import tensorflow as tf
 
@@ -140,11 +200,14 @@ def load_depth_model(path: str) -> Callable[[np.ndarray], np.ndarray]:
         raise DepthError(f"dgdml_depth_model: no such model {path}")
     try:
         if path.endswith(".keras"):
-            model = keras.models.load_model(path, compile=False)
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
         else:
             loaded = tf.saved_model.load(path)
             model = loaded.signatures["serving_default"] if "serving_default" in loaded.signatures else loaded
     except Exception as e:  # noqa: BLE001 - Keras and TF raise many kinds; the user needs one line
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            raise DepthError(f"dgdml_depth_model: {path} holds a Lambda layer (Python code), which Keras's safe "
+                             "mode does not load; save the model without Lambda layers") from None
         raise DepthError(f"dgdml_depth_model: {path} is not a loadable Keras model or SavedModel "
                          f"({type(e).__name__})") from None
 
@@ -166,7 +229,8 @@ def load_depth_model(path: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def estimate_depth(path: str, image: np.ndarray, kind: str) -> np.ndarray:
-    """The depth model at `path` on the image -> float32 depth at the image's size (NaN where unknown)."""
+    """The depth model at `path` (a keras-hub preset or a model file) on the image -> float32 depth at the image's
+    size (NaN where unknown). `kind` is what a model file's values are; a keras-hub preset's are disparity."""
     try:
         values = load_depth_model(path)(image)
     except DepthError:
@@ -174,4 +238,25 @@ def estimate_depth(path: str, image: np.ndarray, kind: str) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 - a model of the wrong shape fails in many ways
         raise DepthError(f"dgdml_depth_model: {path} failed on the image ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    return fit_to_image(to_depth(values, kind, path), image.shape, path)
+    return fit_to_image(to_depth(values, depth_model_kind(path, kind), path), image.shape, path)
+
+
+def cached_depth_estimate(path: str, image: np.ndarray, kind: str, cache: str) -> np.ndarray:
+    """`estimate_depth`, once per image: the depth (larger = farther, 0 where unknown) is kept in `cache`
+    (`<name>_depth.npy`) with a `.json` beside it naming the model, so that a rerun and a resumed run train on
+    the same map; a cache of another model or image size is recomputed."""
+    stamp = {"model": path, "kind_of_model_values": depth_model_kind(path, kind), "shape": list(image.shape[:2])}
+    sidecar = os.path.splitext(cache)[0] + ".json"
+    try:
+        with open(sidecar) as f:
+            if json.load(f) == stamp:
+                return to_depth(np.load(cache, allow_pickle=False), "depth", cache)
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: estimate again
+    depth = estimate_depth(path, image, kind)
+    os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, np.nan_to_num(depth, nan=0.0))
+    write_bytes_atomically(cache, buffer.getvalue())
+    write_bytes_atomically(sidecar, json.dumps(stamp).encode())
+    return depth

@@ -1,5 +1,6 @@
 """Pictures of a run, readable without the README: with ground truth, its training curves and a labelled
-bicubic | SR | ground truth comparison; an estimated kernel as a heat map.
+bicubic | SR | ground truth comparison; an estimated kernel as a heat map; a depth map and the near / far split it
+makes for DGDML-SR's patches.
 
 All are PNG files written atomically. The figures are a bare `matplotlib.figure.Figure`, not pyplot: it draws
 off-screen without a display and leaves the caller's backend alone (a notebook keeps showing its own figures).
@@ -144,6 +145,35 @@ def plot_kernel(kernel: np.ndarray, path: str | os.PathLike, title: str) -> None
     axis.plot(center[1], center[0], "r+", markersize=10, label="centre of mass")
     axis.set(title=f"{title}\n{kernel.shape[0]}x{kernel.shape[1]}, sum {mass:.3f}", xlabel="column", ylabel="row")
     axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_depth(image: np.ndarray, depth: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """A depth map in a perceptual colour map (magma, near bright) beside the image with DGDML-SR's split: pixels
+    nearer than the mean depth (where HR patches come from) and farther (LR patches); the patches themselves are
+    the grid windows whose mean depth falls on each side (`patches.collect_patches`).
+
+    Args:
+      image: H x W x C in [0, 1].
+      depth: H x W depth (larger = farther), NaN where unknown.
+      path: the PNG to write.
+      title: the picture's title (which image, which model).
+    """
+    figure = Figure(figsize=(9, 4.2))
+    left, right = figure.subplots(1, 2)
+    # Colours over the 2nd..98th percentile: an inverted disparity near 0 (the sky) would flatten the rest.
+    low, high = (np.nanpercentile(depth, [2, 98]) if np.isfinite(depth).any() else (0.0, 1.0))
+    shown = left.imshow(depth, cmap="magma_r", vmin=low, vmax=max(high, low + 1e-12))
+    figure.colorbar(shown, ax=left, label="depth (larger = farther)", extend="both")
+    left.set(title=f"{title}\ndepth (white: unknown)", xticks=[], yticks=[])
+    mean = float(np.nanmean(depth))
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+    tint = np.zeros_like(rgb)
+    tint[depth < mean] = (1.0, 0.55, 0.0)  # near: orange
+    tint[depth > mean] = (0.1, 0.45, 1.0)  # far: blue (unknown, NaN: neither)
+    right.imshow(np.clip(0.6 * rgb + 0.4 * tint, 0, 1))
+    right.set(title="near (orange): HR patches; far (blue): LR patches", xticks=[], yticks=[])
     figure.tight_layout()
     _save(figure, path)
 
