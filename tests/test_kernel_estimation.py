@@ -278,6 +278,12 @@ def test_refusals_are_one_line(tmp_path, capsys):
                           f"--ground_truth={tmp_path / 'gt.png'}", f"--output_dir={tmp_path / 'out'}")
     assert status == 1 and "ground truth 20x20 is smaller than the output" in err
     assert not os.path.exists(tmp_path / "out")
+    # A flat image (KernelGAN spent 316 s on one, then restarted): refused before training, in one line.
+    write_image(tmp_path / "flat.png", np.full((80, 80, 3), 0.4, np.float32))
+    status, _, err = zssr(capsys, "estimate-kernel", f"--input={tmp_path / 'flat.png'}",
+                          f"--output_dir={tmp_path / 'out'}")
+    assert status == 1 and err.count("\n") == 1 and "is flat (one value everywhere)" in err, err
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_estimate_kernel_command_writes_mat_files_zssr_reads(tmp_path, capsys):

@@ -259,6 +259,10 @@ class KernelGAN(Trainer):
         self.schedule = ConstraintSchedule(c.bicubic_weight, c.centralized_weight, c.sparse_weight)
         self._learning_rate = c.learning_rate
         super().__init__(input_img, conf, summary_dir=summary_dir)
+        if np.ptp(self.input) == 0:  # before minutes of training: on such an image the GAN learns noise
+            raise ValueError(f"input: {conf.run.name or 'the image'} is flat (one value everywhere): every kernel "
+                             "downscales it alike, so there is no kernel to estimate; leave out --kernels=estimate "
+                             "(bicubic) or give --kernels=FILE")
         self.kernel_size = kernel_size()
         self.output_size = (c.crop_size - self.kernel_size) // SCALE + 1  # G's output: D's real crops' side
         self.constraint_weights = {name: tf.Variable(value, dtype=tf.float32, trainable=False, name=name)
