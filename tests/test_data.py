@@ -133,3 +133,24 @@ def test_zssr_runs_with_the_device_pipeline(tiny_conf, monkeypatch):
     sr = ZSSR(smooth_image(20, 18), conf).run()
     assert len(calls) == 1
     assert sr.shape == (40, 36, 3) and sr.dtype == np.float32 and np.all(np.isfinite(sr))
+
+
+@pytest.mark.parametrize("builder", ["host", "device", "zsrgan"])
+def test_a_pipeline_lets_go_of_its_image_when_it_is_gone(builder):
+    # tf.numpy_function keeps its callable for the life of the process: a pipeline's closure (the fathers' sources)
+    # outlived each image of a folder run (benchmarks/folder_memory.py) until the registry held it weakly.
+    import gc
+    import weakref
+
+    conf = Config()
+    image = smooth_image(40, 40)
+    alive = weakref.ref(image)
+    if builder == "zsrgan":
+        dataset = data.build_zsrgan_dataset(image, (2.0, 2.0), "cubic", conf, 16, (0, 2, 0), 2)
+    else:
+        build = data.build_example_dataset if builder == "host" else data.build_device_example_dataset
+        dataset = build([image], [(1.0, 1.0)], (2.0, 2.0), "cubic", conf, 16, (0, 1), 2)
+    assert len(list(dataset)) == 2  # the pipeline works while it is held
+    del dataset, image
+    gc.collect()
+    assert alive() is None

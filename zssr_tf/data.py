@@ -20,6 +20,7 @@ and each batch is one crop in 12 rotations and mirrors.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -203,11 +204,21 @@ def build_example_dataset(
         return make_example(hr_fathers_sources, base_scales, scale_factor, kernel, conf, crop_size, rng,
                             interpolated)
 
-    def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
+    weak_example = _weakly(example)
+
+    def example_op(index: tf.Tensor, _keep: Callable = example) -> tuple[tf.Tensor, tf.Tensor]:
+        lr_son, hr_father = tf.numpy_function(weak_example, [index], (tf.float32, tf.float32), stateful=False)
         return tf.reshape(lr_son, lr_shape), tf.reshape(hr_father, shape)
 
     return tf.data.Dataset.range(num_examples).map(example_op).prefetch(2)
+
+
+def _weakly(fn: Callable) -> Callable:
+    """`fn` for `tf.numpy_function`, which keeps its callable in a process-wide registry after the dataset is gone:
+    a folder run kept every image's pipeline closure, its fathers' sources among them (`benchmarks/folder_memory.py`).
+    The registry gets this weak wrapper; the map function keeps `fn` alive (a default argument) while it is used."""
+    ref = weakref.ref(fn)
+    return lambda *args: ref()(*args)
 
 
 def draw_example_transform(
@@ -276,9 +287,11 @@ def build_device_example_dataset(
     def draw(index: np.ndarray) -> tuple[np.int32, np.ndarray, np.ndarray]:
         return draw_example_transform(sources, base_scales, conf, crop_size, _example_rng(seed, index))
 
-    def draw_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    weak_draw = _weakly(draw)
+
+    def draw_op(index: tf.Tensor, _keep: Callable = draw) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         source_index, matrix, noise_seed = tf.numpy_function(
-            draw, [index], (tf.int32, tf.float64, tf.int64), stateful=False)
+            weak_draw, [index], (tf.int32, tf.float64, tf.int64), stateful=False)
         source_index.set_shape([])
         matrix.set_shape([3, 3])
         noise_seed.set_shape([2])
@@ -385,8 +398,10 @@ def build_zsrgan_dataset(
     def example(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return make_zsrgan_example(image, scale_factor, kernel, conf, crop_size, _example_rng(seed, index))
 
-    def example_op(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        lr_son, hr_father = tf.numpy_function(example, [index], (tf.float32, tf.float32), stateful=False)
+    weak_example = _weakly(example)
+
+    def example_op(index: tf.Tensor, _keep: Callable = example) -> tuple[tf.Tensor, tf.Tensor]:
+        lr_son, hr_father = tf.numpy_function(weak_example, [index], (tf.float32, tf.float32), stateful=False)
         lr_son.set_shape(shape)
         hr_father.set_shape(shape)
         return lr_son, hr_father
