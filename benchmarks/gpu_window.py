@@ -11,8 +11,9 @@ run of the same command is skipped, and the scripts behind the long steps are re
 image), so a step stopped at its cap goes on where it stopped in the next window:
   1. reference, reference_jit   ZSSR on the reference image, default preset (benchmarks/speed.py): ms per iteration
                                 in float32 and bfloat16, without and with --jit_compile; seconds end to end, Y-PSNR
-  2. images_per_step_grouped,   --images_per_step N = 1, 8, 32 on 32 BSD100-size LR images (240x160 crops of Set14
-     images_per_step_per_image  LR x2; benchmarks/throughput.py), the stacked step's two forms
+  2. images_per_step_grouped,   --images_per_step N = 1, 8, 16 on 16 BSD100-size LR images (240x160 crops of Set14
+     images_per_step_per_image  LR x2; benchmarks/throughput.py), the stacked step's two forms (16, not 32: N = 1
+                                alone would take a window's cap, and a size's result is kept only when it is done)
   3. pixel_shuffle              the same folder with flags/x2_pixel_shuffle.cfg at N = 1 and the best N of step 2
   4. zsrgan                     ZSRGAN at the report's setting (flags/zsrgan_x2.cfg) on Set5_g20 with the report's
                                 rows (benchmarks/zsrgan_table.py); VGG weights only if --vgg_weights names a file
@@ -21,8 +22,8 @@ image), so a step stopped at its cap goes on where it stopped in the next window
   6. kernelgan                  KernelGAN's 3000 iterations on Set5 x2 images: seconds and kernel error per image
                                 (benchmarks/kernel_table.py)
 <out>/window.md lists every step's state. The tables are the scripts' own, under <out>/<step>/. On the GPU machine
-nothing outside $OUT comes back: end the device command with
-`tar czf $OUT/gpu.tgz --exclude=outputs --exclude=input benchmarks/results/gpu` and unpack that here.
+nothing outside $OUT comes back: run this under `timeout` and end the device command with
+`tar czf $OUT/gpu.tgz --exclude=outputs --exclude=work --exclude=data benchmarks/results/gpu` (tools/gpu/README.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,8 +57,10 @@ def step_commands(data: str, out: str, smoke: bool, vgg_weights: str) -> list[tu
     zssr_flags = f" {TINY_ZSSR}" if smoke else ""
     speed = [PY, f"{BENCH}/speed.py", "--json"] + (["--iters=2", "--matmul_size=128", "--skip_final_test",
                                                       f"--flags={TINY_ZSSR}"] if smoke else [])
-    throughput = [PY, f"{BENCH}/throughput.py", f"--data_dir={data}", "--images=2" if smoke else "--images=32"]
-    sizes = "1,2" if smoke else "1,8,32"
+    # 16 images, not the issue's 32: N = 1 takes ~11 s per image on an H100 (speed_gpu.md), and throughput.py keeps
+    # a size's result only once its whole folder is done, so 32 images at N = 1 would not fit one window's cap.
+    throughput = [PY, f"{BENCH}/throughput.py", f"--data_dir={data}", "--images=2" if smoke else "--images=16"]
+    sizes = "1,2" if smoke else "1,8,16"
     art = [f"--input={data}/Middlebury/art1.png", f"--depth_map={data}/Middlebury/art1_true.png"]
     dgdml = TINY_DGDML if smoke else "--flagfile=flags/dgdml_x2.cfg"
     return [
@@ -148,7 +152,8 @@ def run_window(data: str, out: str, budget_s: float, smoke: bool, vgg_weights: s
     for folder in ("cache", "reference"):
         os.makedirs(os.path.join(out, folder), exist_ok=True)
     start, device, states = time.monotonic(), device_name(), []
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
+    # Memory growth: a step's TensorFlow must not hold the whole GPU from the next one's.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_FORCE_GPU_ALLOW_GROWTH="true", PYTHONPATH=os.pathsep.join(
         [ROOT, os.path.join(ROOT, "benchmarks"), os.environ.get("PYTHONPATH", "")]))
     for index in range(len(step_commands(data, out, smoke, vgg_weights))):
         # Built when the step starts: step 3's N is the best of step 2's results, which may have just come in.
@@ -170,12 +175,17 @@ def run_window(data: str, out: str, budget_s: float, smoke: bool, vgg_weights: s
         if kind in ("images_per_step", "pixel_shuffle"):
             restore_throughput_results(os.path.join(out, kind), work)
         began = time.monotonic()
+        # Its own process group: a timeout ends the scripts' own children too (dgdml_table.py runs each job in a
+        # process, speed.py its end-to-end run), which would otherwise hold the GPU through the next steps.
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)
         try:
-            result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=min(cap, left))
-            returncode, text = result.returncode, result.stdout + result.stderr
-        except subprocess.TimeoutExpired as stopped:
+            text, _ = process.communicate(timeout=min(cap, left))
+            returncode = process.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            text, _ = process.communicate()
             returncode = "timeout"
-            text = (stopped.stdout or b"").decode(errors="replace") + (stopped.stderr or b"").decode(errors="replace")
         if kind in ("images_per_step", "pixel_shuffle"):
             keep_throughput_results(work, os.path.join(out, kind), name)
         record = {"step": name, "what": what, "command": command, "device": device, "returncode": returncode,

@@ -7,6 +7,7 @@ cached as `<name>_depth.npy` and drawn, and the one-line errors (no keras-hub, n
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,7 @@ def test_a_preset_folder_estimates_disparity_at_the_images_size(tiny_preset):
     assert depth.is_keras_hub_preset(tiny_preset) and depth.is_keras_hub_preset("depth_anything_v2_small")
     assert not depth.is_keras_hub_preset("model.keras") and not depth.is_keras_hub_preset(ROOT)
     assert depth.depth_model_kind(tiny_preset, "depth") == "disparity"  # set for the user, whatever the flag
+    assert depth.depth_model_kind("depth_anything_v2_small", "depth") == "disparity"
     image = np.random.default_rng(0).random((90, 70, 3)).astype(np.float32)
     values = depth.load_depth_model(tiny_preset)(image)
     assert values.shape == (90, 70) and np.all(np.isfinite(values))
@@ -58,18 +60,18 @@ def test_a_preset_folder_estimates_disparity_at_the_images_size(tiny_preset):
     assert np.all(np.isnan(estimated[~known]))
 
 
-def test_the_estimate_is_cached_once_per_model_and_image(tiny_preset, tmp_path, monkeypatch):
+def test_the_estimate_is_kept_with_what_it_was_made_from(tiny_preset, tmp_path):
     image = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
-    cache = str(tmp_path / "out" / "photo_depth.npy")
-    first = depth.cached_depth_estimate(tiny_preset, image, "depth", cache)
-    assert json.load(open(tmp_path / "out" / "photo_depth.json"))["model"] == tiny_preset
-    calls = []
-    monkeypatch.setattr(depth, "estimate_depth", lambda *args: calls.append(args) or np.ones((64, 64), np.float32))
-    again = depth.cached_depth_estimate(tiny_preset, image, "depth", cache)
-    np.testing.assert_array_equal(np.nan_to_num(again), np.nan_to_num(first))
-    assert not calls
-    depth.cached_depth_estimate("another_model.keras", image, "depth", cache)  # another model: estimated again
-    assert len(calls) == 1
+    stamp = depth.depth_stamp(tiny_preset, image, "depth")
+    cache = str(tmp_path / "photo_depth_estimate.npz")
+    assert depth.read_cached_depth(cache, stamp) is None  # none yet
+    estimated = depth.estimate_depth(tiny_preset, image, "depth")
+    depth.write_cached_depth(cache, estimated, stamp)
+    np.testing.assert_array_equal(np.nan_to_num(depth.read_cached_depth(cache, stamp)), np.nan_to_num(estimated))
+    other_image = image.copy()
+    other_image[0, 0, 0] += 0.5
+    assert depth.read_cached_depth(cache, depth.depth_stamp(tiny_preset, other_image, "depth")) is None
+    assert depth.read_cached_depth(cache, depth.depth_stamp("another_model", image, "depth")) is None
 
 
 def test_a_preset_that_cannot_be_downloaded_is_one_line(monkeypatch):
@@ -104,11 +106,21 @@ def test_dgdml_with_a_preset_folder_runs_end_to_end_and_draws_the_split(tiny_pre
     conf = Config().replace(**TINY_DG, dgdml_depth_model=tiny_preset)
     result = app.run(conf, str(tmp_path / "photo.png"), str(tmp_path / "out"))
     assert result.status == "done" and read_image(result.outputs[0]).pixels.shape == (128, 128, 3)
-    assert os.path.isfile(tmp_path / "out" / "photo_depth.npy")
+    assert os.path.isfile(tmp_path / "out" / "photo_depth_estimate.npz")
     assert read_image(tmp_path / "out" / "photo_depth_split.png").pixels.shape[2] in (3, 4)
     log = json.load(open(tmp_path / "out" / "photo_log.json"))
-    assert log["report"]["depth"] == tiny_preset and log["depth"].endswith("photo_depth.npy")
+    assert log["report"]["depth"] == tiny_preset and log["depth"].endswith("photo_depth_estimate.npz")
     assert log["report"]["patches"]["depth_guided"]
+    # Outputs beside the inputs: a folder run takes neither the estimate nor its picture for an input or a depth map.
+    shutil.copy(tmp_path / "photo.png", tmp_path / "out" / "photo.png")
+    inputs = app.find_inputs(str(tmp_path / "out"), 1, depth_maps=True)
+    assert [os.path.basename(found[0]) for found in inputs] == ["photo.png"]
+    assert app.find_depth(str(tmp_path / "out" / "photo.png")) is None
+    # An image the trainer refuses (too small for the patches) leaves no estimate behind.
+    write_image(tmp_path / "tiny.png", image[:20, :20], 8)
+    with pytest.raises(ValueError):
+        app.run(conf, str(tmp_path / "tiny.png"), str(tmp_path / "out2"))
+    assert not os.path.exists(tmp_path / "out2")
 
 
 def test_the_command_line_says_in_one_line_that_a_preset_cannot_be_fetched(tmp_path):

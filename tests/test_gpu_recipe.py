@@ -136,3 +136,15 @@ def test_a_stream_that_does_not_add_up_is_not_installed(packed):
 def test_parts_fit_one_call_beside_the_working_tree():
     tree = pack.travelling_tree_bytes()
     assert 0 < tree < pack.CALL_LIMIT - pack.MARGIN - 2**20, "the working tree leaves no room for a part"
+    manifest = os.path.join(ROOT, ".gpu_window", "parts", "manifest.json")
+    if os.path.isfile(manifest):  # parts packed here earlier must still fit beside today's tree
+        packed = json.load(open(manifest))
+        assert tree + packed["part_bytes"] + os.path.getsize(manifest) <= pack.CALL_LIMIT, \
+            "the working tree grew since packing: run tools/gpu/pack.py again"
+
+
+def test_stale_wheels_are_named(tmp_path):
+    make_wheel(str(tmp_path), name="keras", version="0.0.1")
+    problems = pack.wheel_problems(str(tmp_path))
+    assert any(p.startswith("keras: 0.0.1 (installed here: ") for p in problems)
+    assert any(p.startswith("tensorflow: no wheel") for p in problems)

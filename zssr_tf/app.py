@@ -38,7 +38,7 @@ from zssr_tf.config import METHOD_TITLES, Config
 from zssr_tf.image_io import IMAGE_EXTENSIONS, ImageError, output_name, read_image, write_bytes_atomically, \
     write_image
 from zssr_tf.imresize import imresize
-from zssr_tf.depth import DEPTH_EXTENSIONS, cached_depth_estimate
+from zssr_tf.depth import DEPTH_EXTENSIONS, depth_stamp, estimate_depth, read_cached_depth, write_cached_depth
 from zssr_tf.methods import DEPTH_METHODS, METHODS
 from zssr_tf.config import max_input_megapixels
 from zssr_tf.engine import Coroutine, drive, read_ground_truth
@@ -66,7 +66,13 @@ class RunResult:
 
 
 # The names of the files a run writes for image <name> (beside <name>.<ext>): the folder scan skips them.
-OUTPUT_SUFFIXES = re.compile(r"_(?:[a-z0-9]+_(?:X\d+\.\d\d)+|training|comparison|kernel_x\d+)$")
+OUTPUT_SUFFIXES = re.compile(r"_(?:[a-z0-9]+_(?:X\d+\.\d\d)+|training|comparison|kernel_x\d+|depth_split)$")
+
+
+def depth_cache_path(input_path: str, output_dir: str) -> str:
+    """Where an estimated depth map is kept: `<name>_depth_estimate.npz` (not `<name>_depth.*`, which `find_depth`
+    reads as a given map when the outputs go beside the inputs)."""
+    return os.path.join(output_dir, f"{os.path.splitext(os.path.basename(input_path))[0]}_depth_estimate.npz")
 
 
 def output_paths(conf: Config, input_path: str, output_dir: str) -> list[str]:
@@ -172,9 +178,14 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
     run_conf, estimated = conf.replace(name=name), None
     if conf.method in DEPTH_METHODS and depth is None and conf.dgdml.depth_model and conf.dgdml.depth_guidance \
             and conf.dgdml.pairing == "depth":
-        # Estimated once per image and kept beside the outputs, so that a rerun and a resumed run use one map.
-        estimated = cached_depth_estimate(conf.dgdml.depth_model, color, conf.dgdml.depth_kind,
-                                          os.path.join(output_dir, f"{name}_depth.npy"))
+        # Estimated once per image and kept beside the outputs (written once the trainer has accepted the image),
+        # so that a rerun and a resumed run use one map.
+        depth_cache = depth_cache_path(input_path, output_dir)
+        stamp = depth_stamp(conf.dgdml.depth_model, color, conf.dgdml.depth_kind)
+        estimated = read_cached_depth(depth_cache, stamp)
+        fresh = estimated is None
+        if fresh:
+            estimated = estimate_depth(conf.dgdml.depth_model, color, conf.dgdml.depth_kind)
         extra, run_conf = {"depth": estimated}, run_conf.replace(dgdml_depth_kind="depth")
     trainer = METHODS[conf.method](color, run_conf, ground_truth=gt, kernels=kernels,
                                    summary_dir=summary_dir, **extra)
@@ -190,7 +201,9 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
     elif conf.task.estimate_kernels:
         logging.info("%s: using its kernel files, not estimating kernels", name)
     prepare_output_dir(conf, output_dir)
-    if estimated is not None:  # not <name>_depth.png: a folder run would take that for the image's depth map
+    if estimated is not None:  # not <name>_depth.*: a folder run would take those for the image's depth map
+        if fresh:
+            write_cached_depth(depth_cache, estimated, stamp)
         pictures.plot_depth(color, estimated, os.path.join(output_dir, f"{name}_depth_split.png"),
                             f"{name}: {conf.dgdml.depth_model}")
     with contextlib.suppress(FileNotFoundError):  # redone: the earlier result is no longer the image's
@@ -225,7 +238,7 @@ def run_coroutine(conf: Config, input_path: str, output_dir: str, ground_truth: 
         pictures.comparison_crop(np.clip(bicubic, 0, 1), result.image, trainer.gt_per_sf,
                                  os.path.join(output_dir, f"{name}_comparison.png"), METHOD_TITLES[conf.method])
     log = {"input": input_path, "ground_truth": ground_truth, "kernels": list(kernels or kernel_files),
-           "depth": depth if estimated is None else os.path.join(output_dir, f"{name}_depth.npy"),
+           "depth": depth if estimated is None else depth_cache_path(input_path, output_dir),
            "method": conf.method,
            **{k: v for k, v in dataclasses.asdict(result).items() if k != "image"}, "report": trainer.report,
            "stages": [dataclasses.asdict(h) for h in trainer.history]}

@@ -449,7 +449,7 @@ class DGDMLConfig:
         "(depth_anything_v2_small, downloaded once; pip install \"zssr-tf[depth]\") or a local preset folder "
         "(save_to_preset), its values disparity; or a .keras model or SavedModel folder taking [1, H, W, 3] RGB in "
         "[0, 1] and returning [1, H, W(, 1)] values of --dgdml_depth_kind. The estimate is kept as "
-        "<output_dir>/<name>_depth.npy (depth) and drawn as <name>_depth.png. Empty: no estimator.")
+        "<output_dir>/<name>_depth_estimate.npz and drawn as <name>_depth_split.png. Empty: no estimator.")
     lr_patch_size: int = _field(
         32, "DGDML: side of the LR patches; HR patches are the scale factor times larger (64 at x2, 128 at x4). The "
         "grid's stride is half a patch.")

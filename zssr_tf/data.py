@@ -218,7 +218,14 @@ def _weakly(fn: Callable) -> Callable:
     a folder run kept every image's pipeline closure, its fathers' sources among them (`benchmarks/folder_memory.py`).
     The registry gets this weak wrapper; the map function keeps `fn` alive (a default argument) while it is used."""
     ref = weakref.ref(fn)
-    return lambda *args: ref()(*args)
+
+    def call(*args: Any) -> Any:
+        target = ref()
+        if target is None:  # only if a pipeline were built inside a traced function, which lets its maker go
+            raise RuntimeError("an example pipeline outlived its maker: build pipelines eagerly, not in a tf.function")
+        return target(*args)
+
+    return call
 
 
 def draw_example_transform(

@@ -9,6 +9,7 @@ unknown pixels stay unknown) with a warning.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -139,8 +140,16 @@ def is_keras_hub_preset(source: str) -> bool:
 
 
 def depth_model_kind(source: str, kind: str) -> str:
-    """What the model's values are: disparity for keras-hub presets (set for the user), else --dgdml_depth_kind."""
-    return KERAS_HUB_KIND if is_keras_hub_preset(source) else kind
+    """What the model's values are: disparity for keras-hub presets (set for the user; a preset saved as a metric
+    estimator says so in its config and gives depth), else --dgdml_depth_kind."""
+    if not is_keras_hub_preset(source):
+        return kind
+    try:
+        with open(os.path.join(source, "task.json")) as f:
+            metric = json.load(f).get("config", {}).get("depth_estimation_type") == "metric"
+    except (OSError, ValueError, AttributeError):
+        metric = False  # a preset name: keras-hub's Depth Anything presets are relative (disparity)
+    return "depth" if metric else KERAS_HUB_KIND
 
 
 def load_keras_hub_estimator(source: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -241,22 +250,28 @@ def estimate_depth(path: str, image: np.ndarray, kind: str) -> np.ndarray:
     return fit_to_image(to_depth(values, depth_model_kind(path, kind), path), image.shape, path)
 
 
-def cached_depth_estimate(path: str, image: np.ndarray, kind: str, cache: str) -> np.ndarray:
-    """`estimate_depth`, once per image: the depth (larger = farther, 0 where unknown) is kept in `cache`
-    (`<name>_depth.npy`) with a `.json` beside it naming the model, so that a rerun and a resumed run train on
-    the same map; a cache of another model or image size is recomputed."""
-    stamp = {"model": path, "kind_of_model_values": depth_model_kind(path, kind), "shape": list(image.shape[:2])}
-    sidecar = os.path.splitext(cache)[0] + ".json"
+def depth_stamp(path: str, image: np.ndarray, kind: str) -> dict:
+    """What an estimated depth map was made from: the model (absolute path and modification time for files and
+    folders), the kind of its values, and the image's pixels (a hash)."""
+    model = os.path.abspath(path) if os.path.exists(path) else path
+    return {"model": model, "model_mtime": os.path.getmtime(path) if os.path.exists(path) else None,
+            "kind_of_model_values": depth_model_kind(path, kind), "shape": list(image.shape),
+            "image_sha256": hashlib.sha256(np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()}
+
+
+def read_cached_depth(cache: str, stamp: dict) -> np.ndarray | None:
+    """The depth kept in `cache` (an .npz of the map and its stamp) if it was made from `stamp`'s model and image."""
     try:
-        with open(sidecar) as f:
-            if json.load(f) == stamp:
-                return to_depth(np.load(cache, allow_pickle=False), "depth", cache)
-    except (OSError, ValueError):
-        pass  # none yet, or unreadable: estimate again
-    depth = estimate_depth(path, image, kind)
-    os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+        with np.load(cache, allow_pickle=False) as saved:
+            if json.loads(str(saved["stamp"])) == stamp:
+                return to_depth(saved["depth"], "depth", cache)
+    except (OSError, ValueError, KeyError):
+        pass  # none yet, unreadable, or of another model or image: estimate again
+    return None
+
+
+def write_cached_depth(cache: str, depth: np.ndarray, stamp: dict) -> None:
+    """Keeps an estimated depth (larger = farther, 0 where unknown) with its stamp in one file, atomically."""
     buffer = io.BytesIO()
-    np.save(buffer, np.nan_to_num(depth, nan=0.0))
+    np.savez(buffer, depth=np.nan_to_num(depth, nan=0.0), stamp=np.array(json.dumps(stamp)))
     write_bytes_atomically(cache, buffer.getvalue())
-    write_bytes_atomically(sidecar, json.dumps(stamp).encode())
-    return depth

@@ -24,6 +24,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -61,6 +62,25 @@ def download_wheels(folder: str, python: str = "3.12") -> list[str]:
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "--python-version", python, "--implementation", "cp", *platforms, "-d", folder, *pins], check=True)
     return pins
+
+
+def wheel_problems(folder: str) -> list[str]:
+    """What is wrong with the wheels kept from an earlier download: a REQUIREMENTS name missing, twice, or at
+    another version than the one installed here (pip would stop on the GPU machine, after every transfer)."""
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "_", name).lower()
+
+    found: dict[str, list[str]] = {}
+    for wheel in os.listdir(folder):
+        if wheel.endswith(".whl"):
+            name, version = wheel.split("-")[:2]
+            found.setdefault(normal(name), []).append(version)
+    problems = []
+    for name in REQUIREMENTS:
+        versions, wanted = found.get(normal(name), []), importlib.metadata.version(name)
+        if versions != [wanted]:
+            problems.append(f"{name}: {', '.join(versions) or 'no wheel'} (installed here: {wanted})")
+    return problems
 
 
 class _PartWriter:
@@ -142,6 +162,10 @@ def main() -> None:
     if args.wheel_dir is None and not have:
         pins = download_wheels(wheel_dir, args.python)
         print(f"downloaded {len(pins)} wheels into {wheel_dir}")
+    problems = wheel_problems(wheel_dir) if args.wheel_dir is None else []
+    if problems:
+        raise SystemExit(f"pack: {wheel_dir} does not match this environment ({'; '.join(problems)}): empty it to "
+                         "download again")
     tree = travelling_tree_bytes()
     part_bytes = int(args.part_mib * 2**20) if args.part_mib else CALL_LIMIT - tree - MARGIN
     if part_bytes < 2**20:
